@@ -1,0 +1,3 @@
+"""Corpus builders: offline TTS speech, text, supervised pairs, interleaved, dialogue."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Subcommands of the `speechtext` console script (see cli.py)."""
+
+__all__: list[str] = []
