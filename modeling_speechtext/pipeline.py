@@ -40,6 +40,11 @@ STAGES: list[StageSpec] = [
     StageSpec("text_corpus", "dataset_builders.text_corpus:run_stage", "documents + sentences (tiny world or open text)"),
     StageSpec("speech_corpus", "dataset_builders.speech_corpus:run_stage", "offline multi-voice TTS speech"),
     StageSpec("text_tokenizer", "dataset_builders.text_tokenizer:run_stage", "byte-level BPE for the text side"),
+    StageSpec("speech_tokenizer", "recipes.train_speech_tokenizer:run_stage", "ASR-supervised VQ tokenizer, 12.5 Hz"),
+    StageSpec("speech_tokens", "dataset_builders.speech_tokens:run_stage", "the speech corpus encoded to tokens"),
+    StageSpec("speech_decoder", "recipes.train_speech_decoder:run_stage", "tokens -> mel (flow matching) -> wave"),
+    StageSpec("text_to_token", "recipes.train_text_to_token:run_stage", "causal LM: text -> speech tokens"),
+    StageSpec("interleaved", "dataset_builders.interleaved:run_stage", "text spans replaced by speech tokens"),
 ]
 
 STAGE_NAMES = [s.name for s in STAGES]
