@@ -1,0 +1,351 @@
+"""Text-to-token model: a plain causal LM that reads `text <|begin_of_audio|>` and writes speech tokens.
+
+No audio is synthesized: the paper's interleaved data only needs the *speech tokens* a TTS would produce, so a
+small decoder-only LM trained on (text, speech tokens) pairs replaces the TTS + tokenizer round trip. The model
+is any `AutoModelForCausalLM` (Llama/Qwen2-style config); everything specific lives in the vocabulary
+(`vocab.add_speech_tokens`) and in `TextToTokenSynthesizer`, which makes `generate()` fast on CPU:
+
+- length-sorted batches with left padding (rows of one batch finish at similar steps, little padding work),
+- the KV cache (`use_cache=True`, ~3x at batch 1 here),
+- logits restricted to speech tokens + `<|end_of_audio|>` (a tiny LM cannot wander into text),
+- per-row sampling with per-row generators: a text's speech tokens depend only on (text, seed), not on which
+  other texts share its batch, so naive and batched synthesis agree and a resumed build is reproducible,
+- a per-row token budget (`max_tokens_per_char`): a runaway generation is cut and flagged, never unbounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .constants import BEGIN_OF_AUDIO
+from .vocab import SpeechVocab, add_speech_tokens, check_model_vocab
+
+SYNTHESIS_CONFIG_NAME = "synthesis_config.json"
+
+
+def format_prompt(text: str) -> str:
+    """The one prompt format, shared by training and inference: `text<|begin_of_audio|>`."""
+    return text.strip() + BEGIN_OF_AUDIO
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from any values, stable across processes and Python versions (unlike `hash`)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@dataclass
+class SynthesisConfig:
+    """Sampling and safety settings of the synthesizer, saved beside the model as `synthesis_config.json`.
+
+    Args:
+        do_sample: sample (True) or take the most likely speech token (False).
+        temperature, top_k, top_p: the usual sampling filters (`top_k=0` / `top_p=1.0` switch them off).
+        max_tokens_per_char: a row may emit at most `max(min_token_budget, ceil(max_tokens_per_char * len(text)))`
+            speech tokens; a generation that reaches it without `<|end_of_audio|>` is cut and flagged.
+            Training measures the data's ratio and stores a margin above it.
+        min_token_budget: floor of that budget for very short texts.
+        batch_size: texts per `generate()` call (after sorting by length).
+        seed: default seed; each text gets `stable_seed(seed, text)` unless explicit seeds are given.
+    """
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_tokens_per_char: float = 2.0
+    min_token_budget: int = 10
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temperature <= 0 and self.do_sample:
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens_per_char <= 0 or self.batch_size < 1 or self.min_token_budget < 1:
+            raise ValueError("max_tokens_per_char, batch_size and min_token_budget must be positive")
+
+    def token_budget(self, text: str) -> int:
+        return max(self.min_token_budget, math.ceil(self.max_tokens_per_char * len(text)))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        Path(directory, SYNTHESIS_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **overrides) -> SynthesisConfig:
+        path = Path(directory, SYNTHESIS_CONFIG_NAME)
+        values = json.loads(path.read_text()) if path.is_file() else {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class SynthesisOutput:
+    """`speech_ids[i]` are the speech tokenizer ids for `texts[i]`; `truncated[i]` flags a cut runaway."""
+
+    speech_ids: list[list[int]]
+    truncated: list[bool]
+    num_tokens: int = 0
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.num_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: int, config: SynthesisConfig, seeds):
+    """One `LogitsProcessor`: allow only speech tokens (+ `<|end_of_audio|>` after the first), then sample per row.
+
+    Sampling here (and running `generate()` greedily over the result) is what makes a row's output independent of
+    its batch: each row draws its noise from its own generator, one draw per step (Gumbel-max trick).
+    """
+    import torch
+    from transformers import LogitsProcessor
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    allowed = torch.zeros(vocab_rows, dtype=torch.bool)
+    allowed[vocab.audio_offset : vocab.audio_offset + vocab.codebook_size] = True
+    warpers = []
+    if config.do_sample and config.top_k > 0:
+        warpers.append(TopKLogitsWarper(config.top_k))
+    if config.do_sample and config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(config.top_p))
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds] if config.do_sample else None
+
+    class SpeechOnly(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores = scores.float()
+            mask = allowed.clone()
+            mask[vocab.end_of_audio_id] = input_ids.shape[1] > prompt_len  # at least one speech token
+            scores = scores.masked_fill(~mask[: scores.shape[1]], float("-inf"))
+            if generators is None:
+                return scores
+            scores = scores / config.temperature
+            for warper in warpers:
+                scores = warper(input_ids, scores)
+            noise = torch.stack([torch.rand(scores.shape[1], generator=g) for g in generators])
+            gumbel = -torch.log(-torch.log(noise.clamp_(1e-10, 1.0 - 1e-7)))
+            choice = (torch.log_softmax(scores, dim=-1) + gumbel).argmax(dim=-1, keepdim=True)
+            return torch.full_like(scores, float("-inf")).scatter_(1, choice, 0.0)
+
+    return SpeechOnly()
+
+
+def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
+    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    limit = torch.tensor(budgets) + 1
+
+    class RowBudget(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return (input_ids.shape[1] - prompt_len) >= limit
+
+    return RowBudget()
+
+
+class TextToTokenSynthesizer:
+    """Batched text -> speech tokens with a text-to-token causal LM.
+
+    Example:
+        >>> synth = TextToTokenSynthesizer.from_pretrained("runs/demo/text_to_token")
+        >>> synth.synthesize(["Mary went to the kitchen."])  # [[417, 12, 12, 98, ...]]
+    """
+
+    def __init__(self, model, tokenizer, config: SynthesisConfig | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or SynthesisConfig()
+        self.vocab = SpeechVocab.from_tokenizer(tokenizer)
+        check_model_vocab(model, self.vocab)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError("the text-to-token tokenizer needs a pad or eos token for left padding")
+        self.pad_token_id = pad
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype=None, **synthesis_overrides) -> TextToTokenSynthesizer:
+        """Load model + tokenizer + `synthesis_config.json` from a folder; keyword arguments override settings."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no text-to-token model here (config.json missing)")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        SpeechVocab.from_tokenizer(tokenizer)  # fail with the vocabulary message before loading weights
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        return cls(model, tokenizer, SynthesisConfig.load(path, **synthesis_overrides))
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        self.config.save(path)
+
+    def encode_prompts(self, texts: Sequence[str]) -> list[list[int]]:
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"texts[{i}] is empty or not a string ({t!r}); nothing to synthesize")
+        return self.tokenizer([format_prompt(t) for t in texts], add_special_tokens=False)["input_ids"]
+
+    def synthesize(
+        self,
+        texts: Sequence[str],
+        *,
+        seeds: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        return_dict: bool = False,
+        progress: bool = False,
+        **overrides,
+    ) -> list[list[int]] | SynthesisOutput:
+        """Speech token ids for each text (same order). `overrides` change `SynthesisConfig` fields for this call.
+
+        `seeds` (one per text) make outputs reproducible per item; by default `stable_seed(config.seed, text)`.
+        Returns a list of id lists, or a `SynthesisOutput` (with truncation flags and speed) if `return_dict`.
+        """
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        config = SynthesisConfig(**{**asdict(self.config), **overrides}) if overrides else self.config
+        texts = list(texts)
+        if seeds is None:
+            seeds = [stable_seed(config.seed, t) for t in texts]
+        if len(seeds) != len(texts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(texts)} texts")
+        prompts = self.encode_prompts(texts)
+        budgets = [config.token_budget(t.strip()) for t in texts]
+        # Longest first: similar lengths share a batch, and the biggest batch (memory peak) comes first.
+        order = sorted(range(len(texts)), key=lambda i: (-len(prompts[i]), -budgets[i], i))
+        bs = batch_size or config.batch_size
+        out_ids: list[list[int]] = [[] for _ in texts]
+        truncated = [False] * len(texts)
+        n_tokens = 0
+        rows = self.model.get_input_embeddings().num_embeddings
+        start = time.perf_counter()
+        for b in tqdm(range(0, len(order), bs), disable=not progress, desc="synthesize", unit="batch"):
+            idx = order[b : b + bs]
+            width = max(len(prompts[i]) for i in idx)
+            input_ids = torch.tensor([[self.pad_token_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
+            attention_mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
+            row_budgets = [budgets[i] for i in idx]
+            gen_config = GenerationConfig(
+                max_new_tokens=max(row_budgets) + 1,
+                do_sample=False,  # sampling happens per row inside the logits processor
+                eos_token_id=self.vocab.end_of_audio_id,
+                pad_token_id=self.pad_token_id,
+                use_cache=True,
+            )
+            processor = _speech_logits_processor(self.vocab, rows, width, config, [seeds[i] for i in idx])
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    input_ids=input_ids.to(self.model.device),
+                    attention_mask=attention_mask.to(self.model.device),
+                    generation_config=gen_config,
+                    logits_processor=LogitsProcessorList([processor]),
+                    stopping_criteria=StoppingCriteriaList([_row_budget_criterion(row_budgets, width)]),
+                )
+            for row, i in enumerate(idx):
+                new = generated[row, width:].tolist()
+                speech = []
+                for t in new:
+                    if not self.vocab.is_speech_token(t):
+                        break
+                    speech.append(t - self.vocab.audio_offset)
+                ended = len(speech) < len(new) and new[len(speech)] == self.vocab.end_of_audio_id
+                truncated[i] = not ended
+                out_ids[i] = speech[: budgets[i]]
+                n_tokens += len(out_ids[i])
+        seconds = time.perf_counter() - start
+        if not return_dict:
+            return out_ids
+        return SynthesisOutput(out_ids, truncated, n_tokens, seconds, {"texts": len(texts), "batch_size": bs})
+
+
+def build_text_to_token_model(tokenizer, codebook_size: int, model_config: dict[str, Any] | None = None):
+    """A fresh causal LM for text -> speech tokens: `AutoConfig.for_model(model_type, ...)` + speech vocabulary.
+
+    The LM is built over the text vocabulary and then extended by `add_speech_tokens`, the same path a pretrained
+    Hub LM takes, so there is one way speech tokens enter a model. Returns `(model, vocab)`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "intermediate_size": 768,
+        "max_position_embeddings": 1024,
+        "tie_word_embeddings": True,
+    }
+    cfg.update(model_config or {})
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        **cfg,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    vocab = add_speech_tokens(model, tokenizer, codebook_size)
+    model.config.eos_token_id = vocab.end_of_audio_id
+    model.generation_config.eos_token_id = vocab.end_of_audio_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, vocab
+
+
+def tts_wer(
+    transcribe: Callable[[list[list[int]]], list[str]],
+    texts: Sequence[str],
+    synthesized: Sequence[Sequence[int]],
+    real: Sequence[Sequence[int]] | None = None,
+    normalize: Callable[[str], str] | None = None,
+) -> dict[str, float]:
+    """TTS WER: the speech tokenizer's ASR head on synthesized tokens vs the input text, next to its WER on real
+    tokens of the same sentences (the ceiling a text-to-token model can reach through this judge)."""
+    import jiwer
+
+    norm = normalize or (lambda s: " ".join(s.lower().split()))
+    refs = [norm(t) for t in texts]
+    keep = [i for i, r in enumerate(refs) if r]
+    if not keep:
+        raise ValueError("tts_wer: every reference text is empty after normalisation")
+    refs = [refs[i] for i in keep]
+    hyp = [norm(h) for h in transcribe([list(synthesized[i]) for i in keep])]
+    out = {"tts_wer": float(jiwer.wer(refs, hyp)), "n_sentences": len(keep)}
+    if real is not None:
+        real_hyp = [norm(h) for h in transcribe([list(real[i]) for i in keep])]
+        out["real_token_wer"] = float(jiwer.wer(refs, real_hyp))
+        out["tts_over_real"] = out["tts_wer"] / out["real_token_wer"] if out["real_token_wer"] > 0 else float("inf")
+    return out
+
+
+__all__ = [
+    "SYNTHESIS_CONFIG_NAME",
+    "SynthesisConfig",
+    "SynthesisOutput",
+    "TextToTokenSynthesizer",
+    "build_text_to_token_model",
+    "format_prompt",
+    "stable_seed",
+    "tts_wer",
+]

@@ -1,0 +1,76 @@
+import pytest
+from t2t_fixtures import SENTENCES, tiny_t2t, tiny_text_tokenizer
+
+from modeling_speechtext.text_to_token import SynthesisConfig, TextToTokenSynthesizer, format_prompt, tts_wer
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return tiny_t2t(codebook_size=32)
+
+
+def test_batched_equals_one_by_one_and_is_seeded(synth):
+    texts = SENTENCES + ["Hi."]
+    batched = synth.synthesize(texts, batch_size=4, return_dict=True)
+    single = synth.synthesize(texts, batch_size=1)
+    assert batched.speech_ids == single  # per-row generators: a row's tokens do not depend on its batch
+    assert batched.speech_ids == synth.synthesize(texts, batch_size=7)
+    assert all(0 <= t < 32 for ids in batched.speech_ids for t in ids)
+    assert batched.num_tokens == sum(map(len, single)) > 0
+    other_seed = synth.synthesize(texts, seed=1)
+    assert other_seed != single
+    greedy = synth.synthesize(texts, do_sample=False, batch_size=3)
+    assert greedy == synth.synthesize(texts, do_sample=False, batch_size=1)
+    explicit = synth.synthesize(texts[:2], seeds=[5, 5])
+    assert explicit == synth.synthesize(texts[:2], seeds=[5, 5], batch_size=1)
+
+
+def test_runaway_generation_is_cut_and_flagged(synth):
+    texts = ["Mary went to the kitchen and then to the garden."] * 3
+    cfg = synth.config
+    out = synth.synthesize(texts, return_dict=True, max_tokens_per_char=0.1, min_token_budget=2)
+    budget = SynthesisConfig(max_tokens_per_char=0.1, min_token_budget=2).token_budget(texts[0])
+    assert budget == 5
+    for ids, cut in zip(out.speech_ids, out.truncated):
+        assert len(ids) <= budget
+        assert not cut or len(ids) == budget
+    # a random model rarely says <|end_of_audio|> early: with a tiny budget most rows are flagged
+    assert sum(out.truncated) >= 1
+    assert synth.config == cfg  # per-call overrides do not stick
+
+
+def test_save_load_roundtrip_and_bad_inputs(synth, tmp_path):
+    synth.save_pretrained(tmp_path / "t2t")
+    loaded = TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t")
+    assert loaded.config == synth.config and loaded.vocab == synth.vocab
+    assert loaded.synthesize(SENTENCES[:3]) == synth.synthesize(SENTENCES[:3])
+    assert TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t", temperature=0.5).config.temperature == 0.5
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty"):
+        synth.synthesize(["ok", "   "])
+    with pytest.raises(ValueError, match="unknown synthesis settings"):
+        TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t", temprature=0.5)
+    with pytest.raises(FileNotFoundError):
+        TextToTokenSynthesizer.from_pretrained(tmp_path / "nothing")
+    # a plain text LM (no speech tokens) is refused with the vocabulary message
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_text_tokenizer()
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=32))
+    lm.save_pretrained(tmp_path / "text_lm")
+    tok.save_pretrained(tmp_path / "text_lm")
+    with pytest.raises(ValueError, match="lacks the speech tokens"):
+        TextToTokenSynthesizer.from_pretrained(tmp_path / "text_lm")
+
+
+def test_prompt_format_and_tts_wer():
+    assert format_prompt("  Hi there. ") == "Hi there.<|begin_of_audio|>"
+
+    def transcribe(batch):  # a fake ASR head: speech id 0 = "mary", 1 = "went", 2 = garbage
+        return [" ".join({0: "mary", 1: "went"}.get(t, "x") for t in ids) for ids in batch]
+
+    out = tts_wer(transcribe, ["Mary went", "Mary"], [[0, 1], [2]], real=[[0, 1], [0]])
+    assert out["real_token_wer"] == 0 and out["tts_wer"] == pytest.approx(1 / 3)
+    assert out["tts_over_real"] == float("inf")
+    with pytest.raises(ValueError, match="empty"):
+        tts_wer(transcribe, [""], [[0]])
