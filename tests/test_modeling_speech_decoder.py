@@ -1,0 +1,249 @@
+"""Speech decoder: config, shapes, save/load, remote-code loading, exact streaming, smooth joins, bad input."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel, block_attention_mask
+from modeling_speechtext.vocoder import GriffinLimVocoder, LogMelSpectrogram, StreamingVocoder
+
+TINY = dict(
+    codebook_size=64, hidden_size=32, encoder_layers=1, estimator_layers=2, num_attention_heads=2,
+    intermediate_size=64, num_steps=3,
+)  # fmt: skip
+
+
+def tiny_model(**overrides) -> SpeechDecoderModel:
+    torch.manual_seed(0)
+    return SpeechDecoderModel(SpeechDecoderConfig(**{**TINY, **overrides})).eval()
+
+
+def harmonic_signal(seconds: float = 6.0, sr: int = 16000) -> torch.Tensor:
+    """A voiced-like test signal: 19 harmonics of a gliding 80-160 Hz pitch, slowly amplitude-modulated."""
+    t = torch.arange(int(seconds * sr)) / sr
+    phase = 2 * math.pi * torch.cumsum(120 + 40 * torch.sin(2 * math.pi * 0.7 * t), 0) / sr
+    envelope = 0.6 + 0.4 * torch.sin(2 * math.pi * 1.3 * t)
+    return 0.2 * envelope * sum(torch.sin(k * phase) / k for k in range(1, 20))
+
+
+def test_config_round_trip_and_derived_values(tmp_path):
+    config = SpeechDecoderConfig(**TINY, voice_names=["a", "b"], default_voice="b")
+    assert config.frames_per_token == 8 and config.samples_per_token == 1280 and config.frame_rate == 100
+    config.save_pretrained(tmp_path)
+    loaded = SpeechDecoderConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.voice_names == ["a", "b"] and loaded.chunk_tokens == [25, 50, 100, 150, 200]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(hop_length=150), "mel frames per token"),
+        (dict(first_chunk_tokens=7), "multiples of block_size"),
+        (dict(objective="diffusion"), "objective"),
+        (dict(hidden_size=30), "heads of even size"),
+        (dict(voice_names=["a"], default_voice="z"), "default_voice"),
+    ],
+)
+def test_config_rejects_inconsistent_values(overrides, message):
+    with pytest.raises(Exception, match=message):
+        SpeechDecoderConfig(**{**TINY, **overrides})
+
+
+def test_block_attention_mask():
+    pos = torch.arange(6)
+    mask = block_attention_mask(pos, pos, block=2)[0, 0]
+    assert mask[0].tolist() == [True, True, False, False, False, False]  # sees its own block's future
+    assert mask[3].tolist() == [True, True, True, True, False, False]
+    windowed = block_attention_mask(pos, pos, block=2, context_blocks=1)[0, 0]
+    assert windowed[5].tolist() == [False, False, True, True, True, True]
+    padded = block_attention_mask(pos, pos, block=0, key_valid=torch.tensor([[1, 1, 1, 0, 0, 0]]).bool())[0, 0]
+    assert padded[4].tolist() == [True, True, True, False, True, False]  # padding masked, self kept (no NaN)
+
+
+@pytest.mark.parametrize("objective", ["flow_matching", "regression"])
+def test_forward_loss_and_gradients(objective):
+    model = tiny_model(objective=objective, voice_names=["a", "b"]).train()
+    ids = torch.randint(0, 64, (2, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mel = torch.randn(2, 80, 80) - 5
+    out = model(ids, attention_mask=mask, mel=mel, voice_ids=torch.tensor([0, 1]))
+    assert out.prediction.shape == (2, 80, 80) and out.frame_mask.sum().item() == 80 + 48
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.encoder.embed_tokens.weight.grad.abs().sum() > 0
+    assert model.voice_embed.weight.grad.abs().sum() > 0
+    # padded frames do not influence the loss
+    mel2 = mel.clone()
+    mel2[1, 48:] = 100.0
+    torch.manual_seed(1)
+    a = model.eval()(ids, attention_mask=mask, mel=mel).loss
+    torch.manual_seed(1)
+    b = model(ids, attention_mask=mask, mel=mel2).loss
+    assert torch.allclose(a, b)
+
+
+def test_generate_and_decode_shapes_and_batch_consistency():
+    model = tiny_model()
+    ids = list(range(23))
+    one = model.generate_mel(ids).mel
+    assert one.shape == (1, 23 * 8, 80)
+    batch = model.generate_mel([ids, ids[:10]])
+    assert batch.mel_lengths.tolist() == [184, 80]
+    assert torch.allclose(batch.mel[0], one[0], atol=1e-5)  # padding of the other item does not leak
+    assert torch.allclose(batch.mel[1, :80], model.generate_mel(ids[:10]).mel[0], atol=1e-5)
+    wave = model.decode(ids)
+    assert wave.dim() == 1 and wave.shape[0] == 23 * 1280 and torch.isfinite(wave).all()
+    waves = model.decode(torch.tensor([ids[:15], ids[5:20]]))
+    assert [w.shape[0] for w in waves] == [15 * 1280, 15 * 1280]
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    model = tiny_model(voice_names=["a", "b"])
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.bin"))
+    assert (tmp_path / "modeling_speech_decoder.py").is_file() and (tmp_path / "vocoder.py").is_file()
+    loaded = SpeechDecoderModel.from_pretrained(tmp_path).eval()
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    ids = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
+    assert torch.equal(model.generate_mel(ids, voice="b").mel, loaded.generate_mel(ids, voice="b").mel)
+
+
+def test_remote_code_round_trip_in_fresh_process(tmp_path):
+    """The saved folder loads with AutoModel + trust_remote_code where this package cannot be imported."""
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "decoder")
+    expected = model.generate_mel([5, 6, 7, 8, 9]).mel
+    torch.save(expected, tmp_path / "expected.pt")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["modeling_speechtext"] = None  # the package must not be needed
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / "decoder")!r}, trust_remote_code=True).eval()
+        assert type(model).__name__ == "SpeechDecoderModel", type(model)
+        assert not type(model).__module__.startswith("modeling_speechtext"), type(model).__module__
+        mel = model.generate_mel([5, 6, 7, 8, 9]).mel
+        torch.testing.assert_close(mel, torch.load({str(tmp_path / "expected.pt")!r}))
+        assert model.decode([5, 6, 7, 8, 9]).shape[0] == 5 * 1280
+        print("ok")
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(cfg_strength=0.0, context_blocks=2), dict(objective="regression")])
+def test_streaming_matches_offline(overrides):
+    model = tiny_model(**overrides)
+    ids = torch.randint(0, 64, (57,)).tolist()
+    offline = model.generate_mel(ids).mel[0]
+    consumed = []
+
+    def arriving():
+        for i, token in enumerate(ids):
+            consumed.append(i + 1)
+            yield token
+
+    chunks = list(model.decode_stream(arriving(), return_mel=True, chunk_tokens=[15, 20]))
+    assert consumed[0] == 1 and len(chunks) == 4  # 10 + 15 + 20 + 12 (final)
+    streamed_mel = torch.cat([mel for _, mel in chunks])
+    torch.testing.assert_close(streamed_mel, offline, atol=1e-4, rtol=0)  # exact by construction
+    audio = torch.cat([a for a, _ in chunks])
+    assert audio.shape[0] == model.decode(ids).shape[0] == 57 * 1280
+
+
+def test_first_chunk_after_first_chunk_tokens():
+    model = tiny_model()
+    seen = []
+
+    def arriving():
+        for token in range(40):
+            seen.append(token)
+            yield token
+
+    stream = model.decode_stream(arriving())
+    first = next(stream)
+    assert len(seen) == model.config.first_chunk_tokens == 10
+    assert first.shape[0] > 0
+    # accepts lists of ids too (an LM streamer hands over several at once)
+    assert (
+        sum(a.shape[0] for a in model.decode_stream([[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], torch.tensor([11])]))
+        == 11 * 1280
+    )
+
+
+def _border_jump(y: torch.Tensor, border: int, width: int = 160) -> float:
+    """Largest sample-to-sample step at the border relative to the largest step around it (>1 = a click)."""
+    d = (y[1:] - y[:-1]).abs()
+    around = torch.cat([d[border - width : border - 3], d[border + 3 : border + width]])
+    return float(d[border - 3 : border + 3].max() / around.max())
+
+
+def test_streamed_vocoding_has_no_click_at_chunk_borders():
+    mel_extractor, vocoder = LogMelSpectrogram(), GriffinLimVocoder(n_iter=16)
+    signal = harmonic_signal(3.0)
+    frames = signal.shape[0] // 160
+    mel = mel_extractor(signal)[:, :frames]
+    results, audios = {}, {}
+    for name, streamer in {
+        "ours": StreamingVocoder(vocoder, 160, 16, 320),
+        "naive": StreamingVocoder(vocoder, 160, 0, 0),
+    }.items():
+        chunks, start = [], 0
+        for size in (80, 120, 100):
+            chunks.append(streamer.push(mel[:, start : start + size], final=start + size >= frames))
+            start += size
+        audio = torch.cat(chunks)
+        assert audio.shape[0] == frames * 160
+        borders = torch.cumsum(torch.tensor([c.shape[0] for c in chunks[:-1]]), 0).tolist()
+        results[name] = max(_border_jump(audio, b) for b in borders)
+        audios[name] = audio
+    assert results["naive"] > 2.0, results  # the measure does detect plain concatenation
+    assert results["ours"] < 1.0, results
+    # and the streamed audio is as faithful to the mel as the offline vocoding
+    offline_error = (mel_extractor(vocoder(mel[None])[0])[:, :frames] - mel).abs().mean()
+    streamed_error = (mel_extractor(audios["ours"])[:, :frames] - mel).abs().mean()
+    assert streamed_error < offline_error + 0.05, (streamed_error, offline_error)
+
+
+def test_griffin_lim_inverts_a_mel():
+    mel_extractor, vocoder = LogMelSpectrogram(), GriffinLimVocoder(n_iter=32)
+    signal = harmonic_signal(1.0)
+    mel = mel_extractor(signal)[:, :100]
+    again = mel_extractor(vocoder(mel[None])[0])[:, :100]
+    assert (again - mel).abs().mean() < 0.4
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.decode([]), "empty speech token list"),
+        (lambda m: m.decode(torch.zeros(0, dtype=torch.long)), "empty speech token list"),
+        (lambda m: m.decode([1, 2, 64]), r"id 64 at position 2 .*out of range \[0, 64\)"),
+        (lambda m: m.decode([1, -1]), "id -1 at position 1"),
+        (lambda m: m.decode([[1, 2], [3, 99]]), r"99 at position 1 \(item 1\)"),
+        (lambda m: m.decode([1.5, 2.0]), "must be integers"),
+        (lambda m: m.decode([1, 2, 3], codebook_size=4096), "codebook_size=4096.*expects codebook_size=64"),
+        (lambda m: list(m.decode_stream(iter([]))), "empty speech token stream"),
+        (lambda m: list(m.decode_stream([1, 2, 300])), "300 at position 0 \\(stream position 2\\)"),
+        (lambda m: list(m.decode_stream([1, 2], codebook_size=128)), "codebook_size=128"),
+        (lambda m: m.decode([1, 2], voice="nobody"), "single voice"),
+        (
+            lambda m: m.check_speech_tokenizer(SpeechDecoderConfig(**{**TINY, "codebook_size": 128})),
+            "codebook_size=128",
+        ),
+    ],
+)
+def test_bad_input_gives_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tiny_model())
