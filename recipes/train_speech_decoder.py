@@ -1,0 +1,398 @@
+"""Train the speech decoder: speech tokens -> log-mel (conditional flow matching) -> waveform (Griffin-Lim).
+
+Reads a run folder's `speech_tokens` stage (token ids per utterance), `speech_corpus` stage (the audio, joined
+on `id`) and `speech_tokenizer` stage (codebook size, and its ASR for resynthesis WER). Writes a
+`SpeechDecoderModel` folder (`AutoModel.from_pretrained(dir, trust_remote_code=True)`), `metrics.json` and
+`mels.png` (decoded vs true log-mel of validation utterances) into --output_dir.
+
+    # the demo preset, after `speechtext pipeline --preset demo --output_dir runs/demo` built the inputs
+    python recipes/train_speech_decoder.py --config recipes/configs/demo/speech_decoder.yaml \
+        --run_dir runs/demo --output_dir runs/demo/speech_decoder
+
+    # the ablation: plain L1 mel regression with the same network
+    python recipes/train_speech_decoder.py --config recipes/configs/demo/speech_decoder.yaml \
+        --run_dir runs/demo --output_dir runs/demo_decoder_regression --objective regression
+
+    # several processes or GPUs
+    accelerate launch --config_file recipes/accelerate/ddp.yaml recipes/train_speech_decoder.py \
+        --config recipes/configs/paper/speech_decoder.yaml --run_dir runs/paper --output_dir runs/paper/speech_decoder
+
+Any YAML key can be overridden on the command line (`--max_steps 50`). An interrupted run resumes from the
+last `checkpoint-*` in --output_dir. As a pipeline stage: `recipes.train_speech_decoder:run_stage`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, SchedulerType, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataArguments:
+    run_dir: str = field(default="runs/demo", metadata={"help": "run folder holding the earlier stages"})
+    speech_tokens_dir: str | None = field(default=None, metadata={"help": "default: RUN_DIR/speech_tokens/dataset"})
+    speech_corpus_dir: str | None = field(default=None, metadata={"help": "default: RUN_DIR/speech_corpus/dataset"})
+    speech_tokenizer_dir: str | None = field(default=None, metadata={"help": "default: RUN_DIR/speech_tokenizer"})
+    voice_embedding: bool = field(
+        default=True, metadata={"help": "learn one embedding per training voice (else train on target_voice only)"}
+    )
+    target_voice: str | None = field(default=None, metadata={"help": "output voice; default: most frequent"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "cap on training utterances"})
+    max_train_tokens: int = field(default=40, metadata={"help": "random crops of at most this many tokens"})
+    eval_samples: int = field(default=50, metadata={"help": "utterances per evaluation split"})
+    eval_batch_size: int = field(default=16)
+    plot_samples: int = field(default=3)
+
+
+@dataclass
+class ModelArguments:
+    hidden_size: int = 128
+    encoder_layers: int = 2
+    estimator_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    dropout: float = 0.0
+    block_size: int = 5
+    context_blocks: int = 0
+    objective: str = field(default="flow_matching", metadata={"help": "flow_matching | regression"})
+    num_steps: int = 10
+    cfg_strength: float = 0.7
+    cfg_dropout: float = 0.2
+    t_scheduler: str = "cosine"
+    griffin_lim_iters: int = 32
+    first_chunk_tokens: int = 10
+    chunk_tokens: list[int] = field(default_factory=lambda: [25, 50, 100, 150, 200])
+
+
+@dataclass
+class DecoderTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for this small CPU model."""
+
+    output_dir: str = field(default="runs/demo/speech_decoder")
+    learning_rate: float = 1e-3
+    lr_scheduler_type: SchedulerType | str = "cosine"
+    warmup_steps: float = 50
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = 16
+    logging_steps: float = 25
+    save_steps: float = 200
+    save_total_limit: int | None = 1
+    report_to: None | str | list[str] = "none"
+    remove_unused_columns: bool = False
+    dataloader_num_workers: int = 0
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+def _load_splits(data: DataArguments):
+    from datasets import Audio, load_from_disk
+
+    run = Path(data.run_dir)
+    tokens_dir = Path(data.speech_tokens_dir or run / "speech_tokens" / "dataset")
+    corpus_dir = Path(data.speech_corpus_dir or run / "speech_corpus" / "dataset")
+    for path, stage in ((tokens_dir, "speech_tokens"), (corpus_dir, "speech_corpus")):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run the {stage} stage first (speechtext pipeline)")
+    tokens, corpus = load_from_disk(str(tokens_dir)), load_from_disk(str(corpus_dir))
+    splits = {}
+    for split in tokens:
+        if split not in corpus:
+            raise ValueError(f"split {split!r} is in {tokens_dir} but not in {corpus_dir}")
+        audio = corpus[split].cast_column("audio", Audio(decode=False))
+        by_id = {row_id: i for i, row_id in enumerate(audio["id"])}
+        rows = []
+        for row in tokens[split]:
+            if row["id"] not in by_id:
+                raise ValueError(f"{tokens_dir}[{split}] id {row['id']!r} has no audio in {corpus_dir}")
+            rows.append({**row, "audio_index": by_id[row["id"]]})
+        splits[split] = (rows, audio)
+    return splits
+
+
+def _waveform(audio_split, index: int):
+    from modeling_speechtext.audio import load_audio
+
+    item = audio_split[index]["audio"]
+    return load_audio(item["bytes"] if item.get("bytes") else item["path"], name=audio_split[index]["id"])
+
+
+class MelDataset(torch.utils.data.Dataset):
+    """(token ids, target log-mel, voice id) with random block-aligned crops of at most `max_tokens` tokens."""
+
+    def __init__(self, items: list[dict], max_tokens: int, frames_per_token: int, block: int):
+        self.items, self.max_tokens, self.fpt, self.block = items, max_tokens, frames_per_token, max(block, 1)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items[i]
+        ids, mel = item["input_ids"], item["mel"]
+        if len(ids) > self.max_tokens:
+            start = int(torch.randint(0, (len(ids) - self.max_tokens) // self.block + 1, ())) * self.block
+            ids, mel = (
+                ids[start : start + self.max_tokens],
+                mel[start * self.fpt : (start + self.max_tokens) * self.fpt],
+            )
+        return {"input_ids": ids, "mel": mel, "voice_id": item["voice_id"]}
+
+
+def collate(batch: list[dict]) -> dict:
+    n = max(len(b["input_ids"]) for b in batch)
+    fpt = batch[0]["mel"].shape[0] // len(batch[0]["input_ids"])
+    ids = torch.zeros(len(batch), n, dtype=torch.long)
+    mask = torch.zeros(len(batch), n, dtype=torch.long)
+    mel = torch.zeros(len(batch), n * fpt, batch[0]["mel"].shape[1])
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[i, :k], mask[i, :k], mel[i, : k * fpt] = b["input_ids"], 1, b["mel"].float()
+    out = {"input_ids": ids, "attention_mask": mask, "mel": mel}
+    if batch[0]["voice_id"] is not None:
+        out["voice_ids"] = torch.tensor([b["voice_id"] for b in batch])
+    return out
+
+
+def _mel_items(model: SpeechDecoderModel, rows: list[dict], audio_split, voice_names: list[str], desc: str):
+    from tqdm.auto import tqdm
+
+    items = []
+    for row in tqdm(rows, desc=desc, mininterval=10):
+        ids = list(row["speech_ids"])
+        if not ids:
+            continue
+        mel = model.extract_mel(_waveform(audio_split, row["audio_index"]), num_tokens=len(ids))
+        voice_id = voice_names.index(row["voice"]) if row["voice"] in voice_names else None
+        items.append({"input_ids": torch.tensor(ids), "mel": mel.half(), "voice_id": voice_id, "row": row})
+    return items
+
+
+# ----------------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model: SpeechDecoderModel, splits, data: DataArguments, output_dir: Path, seed: int) -> dict:
+    """Mel L1 / MCD, resynthesis WER next to original-audio WER, streaming vs offline, and the mel plot."""
+    from modeling_speechtext import speech_decoder_evaluation as ev
+
+    model.eval()
+    metrics: dict = {}
+    tokenizer_dir = Path(data.speech_tokenizer_dir or Path(data.run_dir) / "speech_tokenizer")
+    tokenizer = fe = None
+    if (tokenizer_dir / "config.json").is_file():
+        from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+
+        tokenizer, fe = load_speech_tokenizer(tokenizer_dir)
+        if tokenizer.config.asr_vocab is None:
+            tokenizer = None
+    if tokenizer is None:
+        logger.warning("no speech tokenizer with ASR at %s: resynthesis WER skipped", tokenizer_dir)
+    names = model.config.voice_names
+    target = model.config.default_voice  # None for a single-voice decoder
+    plots = []
+    for split in ("validation", "test_unseen_voices"):
+        if split not in splits:
+            continue
+        rows, audio = splits[split]
+        rows = [r for r in rows if len(r["speech_ids"]) > 0]
+        random.Random(seed).shuffle(rows)
+        items = _mel_items(model, rows[: data.eval_samples], audio, names, f"eval mel {split}")
+        if not items:
+            continue
+        tokens = [it["input_ids"].tolist() for it in items]
+        # mel distances: each utterance in its own voice when the decoder knows it, else the target voice
+        own = [it["row"]["voice"] if it["row"]["voice"] in names else target for it in items]
+        mels = []
+        for voice in sorted(set(own), key=str):
+            idx = [i for i, v in enumerate(own) if v == voice]
+            m, _ = ev.decode_batched(model, [tokens[i] for i in idx], voice=voice, batch_size=data.eval_batch_size)
+            mels += list(zip(idx, m))
+        mels = [m for _, m in sorted(mels, key=lambda p: p[0])]
+        true = [it["mel"].float() for it in items]
+        metrics[f"mel_l1_{split}"] = round(sum(map(ev.mel_l1, mels, true)) / len(items), 4)
+        metrics[f"mcd_{split}"] = round(sum(map(ev.mel_cepstral_distortion, mels, true)) / len(items), 3)
+        if split == "validation":
+            plots = [(f"{it['row']['id']} ({v})", m, t) for it, v, m, t in zip(items, own, mels, true)]
+        metrics[f"eval_utterances_{split}"] = len(items)
+        if tokenizer is not None:
+            texts = [it["row"]["text"] for it in items]
+            metrics[f"wer_original_{split}"] = round(ev.word_error_rate(texts, tokenizer.transcribe_tokens(tokens)), 4)
+            _, waves = ev.decode_batched(model, tokens, voice=target, batch_size=data.eval_batch_size)
+            hyps = ev.transcribe_waveforms(tokenizer, fe, waves)
+            metrics[f"wer_resynthesis_{split}"] = round(ev.word_error_rate(texts, hyps), 4)
+            if split == "validation":  # what Griffin-Lim alone loses: vocode the *true* mel
+                ceiling = [model.vocode(t[None])[0] for t in true]
+                hyps = ev.transcribe_waveforms(tokenizer, fe, ceiling)
+                metrics["wer_vocoder_only_validation"] = round(ev.word_error_rate(texts, hyps), 4)
+    if plots:
+        ev.plot_mels(plots[: data.plot_samples], output_dir / "mels.png")
+    metrics.update(_streaming_check(model, splits, seed))
+    return metrics
+
+
+def _streaming_check(model: SpeechDecoderModel, splits, seed: int) -> dict:
+    """Streamed vs offline decode of the longest validation utterance (mel difference, border smoothness)."""
+    from modeling_speechtext import speech_decoder_evaluation as ev
+
+    rows = splits.get("validation", ([], None))[0]
+    if not rows:
+        return {}
+    ids = list(max(rows, key=lambda r: len(r["speech_ids"]))["speech_ids"])
+    if len(ids) <= model.config.first_chunk_tokens:
+        return {}
+    offline = model.generate_mel(ids, seed=seed).mel[0]
+    chunks = list(model.decode_stream(ids, seed=seed, return_mel=True))
+    audio = torch.cat([a for a, _ in chunks])
+    borders = torch.cumsum(torch.tensor([a.shape[0] for a, _ in chunks[:-1]]), 0).tolist()
+    return {
+        "stream_vs_offline_mel_max_abs_diff": float((torch.cat([m for _, m in chunks]) - offline).abs().max()),
+        "stream_border_jump": round(ev.border_discontinuity(audio, borders), 3),
+        "stream_chunks": len(chunks),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+
+def main(data: DataArguments, model_args: ModelArguments, training_args: DecoderTrainingArguments) -> dict:
+    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
+
+    start = time.perf_counter()
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(training_args.seed)
+
+    # 1. inputs: token ids + audio, the tokenizer's codebook
+    splits = _load_splits(data)
+    if "train" not in splits:
+        raise ValueError(f"no train split in {data.speech_tokens_dir or data.run_dir}")
+    tokenizer_dir = Path(data.speech_tokenizer_dir or Path(data.run_dir) / "speech_tokenizer")
+    if not (tokenizer_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{tokenizer_dir}/config.json not found: run the speech_tokenizer stage first")
+    tokenizer_config = SpeechTokenizerConfig.from_pretrained(tokenizer_dir)
+    train_rows, train_audio = splits["train"]
+    voices = Counter(r["voice"] for r in train_rows)
+    target = data.target_voice or voices.most_common(1)[0][0]
+    if target not in voices:
+        raise ValueError(f"target_voice {target!r} is not a training voice; training voices: {sorted(voices)}")
+    if not data.voice_embedding:
+        train_rows = [r for r in train_rows if r["voice"] == target]
+    voice_names = sorted(voices) if data.voice_embedding else []
+    if data.max_train_samples:
+        train_rows = random.Random(training_args.seed).sample(train_rows, min(len(train_rows), data.max_train_samples))
+
+    # 2. model config; mel targets and their statistics
+    config = SpeechDecoderConfig(
+        codebook_size=tokenizer_config.codebook_size,
+        tokens_per_second=tokenizer_config.tokens_per_second,
+        voice_names=voice_names,
+        default_voice=target if voice_names else None,
+        **vars(model_args),
+    )
+    model = SpeechDecoderModel(config)
+    items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
+    if not items:
+        raise ValueError("no training utterance with speech tokens")
+    frames = torch.cat([it["mel"].float() for it in items])
+    config.mel_mean, config.mel_std = round(float(frames.mean()), 4), round(float(frames.std()), 4)
+    logger.info(
+        "%d training utterances, %.1f min, %d voices, target %s, %.2fM parameters",
+        len(items), frames.shape[0] / config.frame_rate / 60, len(voices), target, model.num_parameters() / 1e6,
+    )  # fmt: skip
+
+    # 3. train (resuming from the last checkpoint of an interrupted run)
+    dataset = MelDataset(items, data.max_train_tokens, config.frames_per_token, config.block_size)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    done = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
+    if done and training_args.max_steps > 0 and done["global_step"] >= training_args.max_steps:
+        logger.info("%s already holds the last step: evaluating it", last)  # crashed after training
+        model = SpeechDecoderModel.from_pretrained(last)
+        log_history, steps, seconds = done["log_history"], done["global_step"], 0.0
+    else:
+        if last:
+            logger.info("resuming from %s", last)
+        trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collate)
+        result = trainer.train(resume_from_checkpoint=last)
+        log_history, steps = trainer.state.log_history, trainer.state.global_step
+        seconds = result.metrics.get("train_runtime", 0.0)
+
+    # 4. save (safetensors + remote code), evaluate, then drop the checkpoints
+    model.save_pretrained(output_dir)
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    metrics = {
+        "objective": config.objective,
+        "parameters": model.num_parameters(),
+        "codebook_size": config.codebook_size,
+        "train_utterances": len(items),
+        "train_minutes": round(frames.shape[0] / config.frame_rate / 60, 2),
+        "voices": len(voice_names) or 1,
+        "target_voice": target,
+        "steps": steps,
+        "final_train_loss": round(losses[-1], 4) if losses else None,
+        "train_seconds": round(seconds, 1),
+        "resumed_from": Path(last).name if last else None,
+    }
+    metrics.update(evaluate(model, splits, data, output_dir, training_args.seed))
+    metrics["total_seconds"] = round(time.perf_counter() - start, 1)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for ckpt in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    logger.info("metrics: %s", json.dumps(metrics))
+    return metrics
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser((DataArguments, ModelArguments, DecoderTrainingArguments))
+
+
+def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
+    """Pipeline stage: the preset's `speech_decoder.yaml` as arguments, inputs from `run_dir`."""
+    args = {**config, "output_dir": str(output_dir), "run_dir": str(run_dir)}
+    if not torch.cuda.is_available():
+        args.setdefault("use_cpu", True)
+    return main(*make_parser().parse_dict(args))
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    """`--config file.yaml` supplies defaults; every other flag overrides them."""
+    import argparse
+
+    from modeling_speechtext.presets import load_yaml
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = make_parser()
+    if known.config:
+        defaults = load_yaml(known.config)
+        unknown = set(defaults) - {a.dest for a in parser._actions}
+        if unknown:
+            raise ValueError(f"{known.config}: unknown keys {sorted(unknown)}")
+        parser.set_defaults(**defaults)
+    if not torch.cuda.is_available() and "--use_cpu" not in rest:
+        parser.set_defaults(use_cpu=True)
+    data, model_args, training_args = parser.parse_args_into_dataclasses(rest)
+    return main(data, model_args, training_args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cli(sys.argv[1:])
+
+__all__ = ["DataArguments", "ModelArguments", "DecoderTrainingArguments", "MelDataset", "collate", "main", "run_stage"]

@@ -1,0 +1,171 @@
+"""The decoder recipe end to end on a synthetic run folder: train, save, evaluate, plot, resume, presets."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_speechtext.presets import load_preset
+from recipes import train_speech_decoder as recipe
+
+VOICES = ["espeak:a", "flite:b"]
+
+
+def _signal(seconds: float, f0: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    phase = 2 * math.pi * np.cumsum(f0 + 30 * np.sin(2 * math.pi * 0.8 * t)) / 16000
+    return (0.1 * sum(np.sin(k * phase) / k for k in range(1, 10))).astype(np.float32)
+
+
+def _tiny_bpe():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(["mary went to the kitchen", "john moved to the garden"] * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """speech_corpus + speech_tokens + speech_tokenizer folders as the earlier stages write them (tiny, fake)."""
+    from datasets import Audio, Dataset, DatasetDict
+
+    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.speech_tokenization import build_feature_extractor
+
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    bpe = _tiny_bpe()
+    tok_config = SpeechTokenizerConfig(
+        d_model=32, encoder_layers=3, quantize_position=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+        codebook_size=16, codebook_dim=8, asr_vocab_size=len(bpe), max_source_positions=400,
+    )  # fmt: skip
+    tokenizer = SpeechTokenizerModel(tok_config)
+    tokenizer.set_asr_vocabulary(bpe)
+    tokenizer.save_pretrained(root / "speech_tokenizer")
+    build_feature_extractor(tok_config).save_pretrained(root / "speech_tokenizer")
+
+    rng = np.random.default_rng(0)
+    corpus, tokens = {}, {}
+    for split, n, voices in (("train", 12, VOICES), ("validation", 3, VOICES), ("test_unseen_voices", 2, ["x:c"])):
+        rows = []
+        for i in range(n):
+            seconds = float(rng.uniform(0.9, 1.6))
+            rows.append(
+                {"id": f"{split}-{i}", "audio": {"array": _signal(seconds, 100 + 20 * i), "sampling_rate": 16000},
+                 "text": "mary went to the kitchen", "voice": voices[i % len(voices)], "engine": "fake",
+                 "duration": seconds}
+            )  # fmt: skip
+        corpus[split] = Dataset.from_list(rows).cast_column("audio", Audio(sampling_rate=16000))
+        tokens[split] = Dataset.from_list(
+            [
+                {**{k: r[k] for k in ("id", "text", "voice", "engine", "duration")},
+                 "speech_ids": rng.integers(0, 16, math.ceil(r["duration"] * 12.5)).tolist()}
+                for r in reversed(rows)  # a different order: the recipe must join on id
+            ]
+        )  # fmt: skip
+    DatasetDict(corpus).save_to_disk(str(root / "speech_corpus" / "dataset"))
+    DatasetDict(tokens).save_to_disk(str(root / "speech_tokens" / "dataset"))
+    return root
+
+
+def _micro_config(**overrides):
+    config = load_preset("micro")["speech_decoder"]
+    return {**config, "max_steps": 4, "save_steps": 2, "eval_samples": 3, **overrides}
+
+
+def test_stage_trains_saves_evaluates_and_plots(run_dir, tmp_path):
+    from transformers import AutoModel
+
+    out = tmp_path / "speech_decoder"
+    metrics = recipe.run_stage(_micro_config(), out, run_dir)
+    json.dumps(metrics)  # JSON-serialisable, as the pipeline requires
+    assert metrics["steps"] == 4 and metrics["voices"] == 2 and metrics["codebook_size"] == 16
+    for key in ("mel_l1_validation", "mcd_validation", "mel_l1_test_unseen_voices", "wer_original_validation",
+                "wer_resynthesis_validation", "wer_resynthesis_test_unseen_voices", "wer_vocoder_only_validation"):  # fmt: skip
+        assert key in metrics and math.isfinite(metrics[key]), key
+    assert metrics["stream_vs_offline_mel_max_abs_diff"] < 1e-3
+    assert (out / "model.safetensors").is_file() and (out / "mels.png").stat().st_size > 10_000
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert not list(out.glob("checkpoint-*"))
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert model.config.voice_names == VOICES and model.config.default_voice in VOICES
+    assert model.config.mel_std > 0.1  # statistics from the data, not the defaults
+    assert model.decode([1, 2, 3, 4, 5]).shape[0] == 5 * 1280
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(run_dir, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    class CrashAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise RuntimeError("simulated crash at step 3")
+
+    class CrashingTrainer(recipe.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(CrashAtStep3())
+
+    out = tmp_path / "speech_decoder"
+    monkeypatch.setattr(recipe, "Trainer", CrashingTrainer)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        recipe.run_stage(_micro_config(), out, run_dir)
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
+    monkeypatch.undo()
+    metrics = recipe.run_stage(_micro_config(eval_samples=1), out, run_dir)
+    assert metrics["resumed_from"] == "checkpoint-2" and metrics["steps"] == 4
+    # a crash after the last step (during evaluation) does not train again
+    monkeypatch.setattr(recipe, "evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("eval crash")))
+    with pytest.raises(RuntimeError, match="eval crash"):
+        recipe.run_stage(_micro_config(), tmp_path / "again", run_dir)
+    monkeypatch.undo()
+    metrics = recipe.run_stage(_micro_config(eval_samples=1), tmp_path / "again", run_dir)
+    assert metrics["resumed_from"] == "checkpoint-4" and metrics["train_seconds"] == 0.0
+
+
+def test_single_voice_training_and_regression_objective(run_dir, tmp_path):
+    metrics = recipe.run_stage(
+        _micro_config(voice_embedding=False, target_voice="flite:b", objective="regression", eval_samples=1),
+        tmp_path / "d",
+        run_dir,
+    )
+    assert metrics["voices"] == 1 and metrics["train_utterances"] == 6 and metrics["objective"] == "regression"
+
+
+def test_bad_configs_fail_clearly(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="target_voice 'nobody'"):
+        recipe.run_stage(_micro_config(target_voice="nobody"), tmp_path / "a", run_dir)
+    with pytest.raises(ValueError, match="hiden_size"):
+        recipe.run_stage(_micro_config(hiden_size=3), tmp_path / "b", run_dir)
+    with pytest.raises(FileNotFoundError, match="speech_tokens stage"):
+        recipe.run_stage(_micro_config(), tmp_path / "c", tmp_path / "empty_run")
+
+
+@pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
+def test_presets_parse_and_build_on_meta(preset):
+    """Every preset is a valid set of arguments; the paper one builds at its published-like size."""
+    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+
+    config = {**load_preset(preset)["speech_decoder"], "output_dir": "unused", "use_cpu": True}
+    data, model_args, training_args = recipe.make_parser().parse_dict(config)
+    decoder_config = SpeechDecoderConfig(codebook_size=16384, **vars(model_args))
+    with torch.device("meta"):
+        model = SpeechDecoderModel(decoder_config)
+    params = sum(p.numel() for p in model.parameters())
+    if preset == "paper":
+        assert (
+            decoder_config.block_size == 10 and decoder_config.num_steps == 10 and decoder_config.cfg_strength == 0.7
+        )
+        assert params > 50e6
+    assert training_args.max_steps > 0 and data.max_train_tokens % max(decoder_config.block_size, 1) == 0
