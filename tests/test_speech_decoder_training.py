@@ -83,11 +83,16 @@ def _micro_config(**overrides):
     return {**config, "max_steps": 4, "save_steps": 2, "eval_samples": 3, **overrides}
 
 
-def test_stage_trains_saves_evaluates_and_plots(run_dir, tmp_path):
+@pytest.fixture(scope="module")
+def trained(run_dir):
+    out = run_dir / "speech_decoder"
+    return out, recipe.run_stage(_micro_config(), out, run_dir)
+
+
+def test_stage_trains_saves_evaluates_and_plots(trained):
     from transformers import AutoModel
 
-    out = tmp_path / "speech_decoder"
-    metrics = recipe.run_stage(_micro_config(), out, run_dir)
+    out, metrics = trained
     json.dumps(metrics)  # JSON-serialisable, as the pipeline requires
     assert metrics["steps"] == 4 and metrics["voices"] == 2 and metrics["codebook_size"] == 16
     for key in ("mel_l1_validation", "mcd_validation", "mel_l1_test_unseen_voices", "wer_original_validation",
@@ -169,3 +174,30 @@ def test_presets_parse_and_build_on_meta(preset):
         )
         assert params > 50e6
     assert training_args.max_steps > 0 and data.max_train_tokens % max(decoder_config.block_size, 1) == 0
+
+
+def test_resynthesize_command(run_dir, trained, tmp_path, capsys):
+    import soundfile as sf
+
+    from modeling_speechtext.cli import main
+
+    sf.write(str(tmp_path / "in.wav"), _signal(1.3, 110), 16000)
+    args = ["resynthesize", "--tokenizer", str(run_dir / "speech_tokenizer"), "--decoder", str(trained[0])]
+    assert main([*args, str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--transcribe"]) == 0
+    audio, rate = sf.read(str(tmp_path / "out.wav"))
+    assert rate == 16000 and audio.shape[0] % 1280 == 0 and abs(audio.shape[0] - 1.3 * 16000) <= 1280
+    assert "output says:" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "in.wav"), str(tmp_path / "streamed.wav"), "--stream"]) == 0
+    assert "first audio after" in capsys.readouterr().out
+    assert sf.read(str(tmp_path / "streamed.wav"))[0].shape == audio.shape
+    # a decoder trained on another tokenizer's codebook is refused with one clear line
+    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+
+    small = dict(hidden_size=32, encoder_layers=1, estimator_layers=1, num_attention_heads=2, intermediate_size=32)
+    SpeechDecoderModel(SpeechDecoderConfig(codebook_size=32, **small)).save_pretrained(tmp_path / "other_decoder")
+    args[-1] = str(tmp_path / "other_decoder")
+    assert main([*args, str(tmp_path / "in.wav"), str(tmp_path / "x.wav")]) == 2
+    assert "codebook_size=16 does not match this decoder's codebook_size=32" in capsys.readouterr().err
+    assert main([*args[:-1], str(trained[0]), str(tmp_path / "missing.wav"), str(tmp_path / "x.wav")]) == 2
+    assert "missing.wav" in capsys.readouterr().err
