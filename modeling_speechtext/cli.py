@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("modeling_speechtext.commands.pipeline", "run the stages of a preset end to end (resumable)"),
     "resynthesize": ("modeling_speechtext.commands.resynthesize", "audio -> speech tokens -> decoder -> audio"),
+    "interleave": ("modeling_speechtext.commands.interleave", "text -> interleaved speech-text data with a T2T model"),
 }
 
 

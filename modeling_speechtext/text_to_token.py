@@ -131,13 +131,13 @@ def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: in
             scores = scores.float()
             mask = allowed.clone()
             mask[vocab.end_of_audio_id] = input_ids.shape[1] > prompt_len  # at least one speech token
-            scores = scores.masked_fill(~mask[: scores.shape[1]], float("-inf"))
+            scores = scores.masked_fill(~mask[: scores.shape[1]].to(scores.device), float("-inf"))
             if generators is None:
                 return scores
             scores = scores / config.temperature
             for warper in warpers:
                 scores = warper(input_ids, scores)
-            noise = torch.stack([torch.rand(scores.shape[1], generator=g) for g in generators])
+            noise = torch.stack([torch.rand(scores.shape[1], generator=g) for g in generators]).to(scores.device)
             gumbel = -torch.log(-torch.log(noise.clamp_(1e-10, 1.0 - 1e-7)))
             choice = (torch.log_softmax(scores, dim=-1) + gumbel).argmax(dim=-1, keepdim=True)
             return torch.full_like(scores, float("-inf")).scatter_(1, choice, 0.0)
@@ -179,7 +179,9 @@ class TextToTokenSynthesizer:
         self.pad_token_id = pad
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype=None, **synthesis_overrides) -> TextToTokenSynthesizer:
+    def from_pretrained(
+        cls, path: str | os.PathLike, dtype=None, device: str = "cpu", **synthesis_overrides
+    ) -> TextToTokenSynthesizer:
         """Load model + tokenizer + `synthesis_config.json` from a folder; keyword arguments override settings."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -188,7 +190,7 @@ class TextToTokenSynthesizer:
             raise FileNotFoundError(f"{path}: no text-to-token model here (config.json missing)")
         tokenizer = AutoTokenizer.from_pretrained(path)
         SpeechVocab.from_tokenizer(tokenizer)  # fail with the vocabulary message before loading weights
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
         return cls(model, tokenizer, SynthesisConfig.load(path, **synthesis_overrides))
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
