@@ -137,3 +137,15 @@ def test_merge_and_assemble():
         assemble_example(merged, [[1], [10], [4]], vocab)
     with pytest.raises(ValueError, match="segments but"):
         assemble_example(merged, [[1]], vocab)
+
+
+@pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
+def test_presets_parse(preset):
+    from dataset_builders.interleaved import InterleavedConfig
+    from modeling_speechtext.presets import load_preset
+
+    cfg = load_preset(preset)["interleaved"]
+    parsed = InterleavedConfig.from_dict({"source": "x", "t2t": "y", "output_dir": "z", **cfg})
+    assert 0.2 <= parsed.eta <= 0.4 and parsed.lengths.max >= parsed.lengths.min
+    with pytest.raises(ValueError, match="unknown interleaved config keys"):
+        InterleavedConfig.from_dict({"source": "x", "t2t": "y", "output_dir": "z", "etta": 0.3})

@@ -1,0 +1,325 @@
+"""Train the text-to-token model: a plain causal LM reading `text<|begin_of_audio|>` and writing speech tokens.
+
+Usage (one process, as the pipeline runs it):
+
+    python recipes/train_text_to_token.py --config recipes/configs/demo/text_to_token.yaml \\
+        --run_dir runs/demo --output_dir runs/demo/text_to_token
+
+    # any field of the YAML can be overridden on the command line
+    python recipes/train_text_to_token.py --config recipes/configs/demo/text_to_token.yaml \\
+        --run_dir runs/demo --output_dir /tmp/t2t --num_train_epochs 2 --hidden_size 128
+
+    # data-parallel: torchrun underneath (accelerate's MULTI_CPU mode needs mpirun); gloo on CPU
+    accelerate launch --multi_gpu --num_processes 2 recipes/train_text_to_token.py \\
+        --config recipes/configs/demo/text_to_token.yaml --run_dir runs/demo --output_dir runs/demo/text_to_token
+
+Inputs: `<run_dir>/speech_tokens/dataset` (text + `speech_ids` per utterance), the text tokenizer
+`<run_dir>/text_tokenizer` and the speech tokenizer `<run_dir>/speech_tokenizer` (codebook size; its ASR head
+scores the result). Output: model + tokenizer + `synthesis_config.json` loadable with
+`TextToTokenSynthesizer.from_pretrained`, `metrics.json` (eval loss, TTS WER next to the real-token WER, synthesis
+speed) and `loss_curve.png`. An interrupted run resumes from its last checkpoint.
+
+Loss on the speech side only: the data are pre-tokenized into TRL's prompt-completion form (`input_ids` +
+`completion_mask`) and `SFTTrainer` with `completion_only_loss=True` turns the mask into labels. Pre-tokenizing
+ids directly (speech id + offset) skips rendering and re-parsing thousands of `<|audio_i|>` strings per epoch and
+guarantees the prompt tokens are exactly those the synthesizer feeds at inference (`format_prompt`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+logger = logging.getLogger("train_text_to_token")
+
+
+@dataclass
+class TextToTokenArguments:
+    """Data, model size and synthesis settings (`SFTConfig` holds the optimisation ones)."""
+
+    run_dir: str | None = field(
+        default=None, metadata={"help": "run folder with speech_tokens/, text_tokenizer/, ..."}
+    )
+    speech_tokens: str | None = field(default=None, metadata={"help": "default: <run_dir>/speech_tokens/dataset"})
+    text_tokenizer: str | None = field(default=None, metadata={"help": "default: <run_dir>/text_tokenizer"})
+    speech_tokenizer: str | None = field(
+        default=None, metadata={"help": "default: <run_dir>/speech_tokenizer (codebook size, TTS WER judge)"}
+    )
+    codebook_size: int | None = field(default=None, metadata={"help": "default: the speech tokenizer's"})
+    train_split: str = "train"
+    eval_split: str = "validation"
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = field(default=512, metadata={"help": "for the eval loss"})
+    # the causal LM (any AutoConfig model type; Llama/Qwen2-style)
+    model_type: str = "llama"
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None
+    intermediate_size: int = 768
+    max_position_embeddings: int = 1024
+    # synthesis settings stored with the model
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    synthesis_batch_size: int = 64
+    max_tokens_per_char_margin: float = field(
+        default=1.5, metadata={"help": "runaway guard = margin x the 99.9th percentile of the data's tokens/char"}
+    )
+    # evaluation
+    tts_eval_samples: int = field(default=200, metadata={"help": "held-out sentences for the TTS WER (0: skip)"})
+    keep_checkpoints: bool = False
+
+
+def _resolve(args: TextToTokenArguments) -> dict[str, Path | None]:
+    run = Path(args.run_dir) if args.run_dir else None
+
+    def pick(value, default):
+        if value:
+            return Path(value)
+        return run / default if run else None
+
+    paths = {
+        "speech_tokens": pick(args.speech_tokens, "speech_tokens/dataset"),
+        "text_tokenizer": pick(args.text_tokenizer, "text_tokenizer"),
+        "speech_tokenizer": pick(args.speech_tokenizer, "speech_tokenizer"),
+    }
+    for key in ("speech_tokens", "text_tokenizer"):
+        if paths[key] is None or not paths[key].exists():
+            raise FileNotFoundError(f"{key}: {paths[key]} not found (set --{key} or --run_dir)")
+    if paths["speech_tokenizer"] is not None and not (paths["speech_tokenizer"] / "config.json").is_file():
+        paths["speech_tokenizer"] = None
+    return paths
+
+
+def _codebook_size(args: TextToTokenArguments, speech_tokenizer: Path | None, data) -> int:
+    if args.codebook_size:
+        return args.codebook_size
+    if speech_tokenizer is not None:
+        return int(json.loads((speech_tokenizer / "config.json").read_text())["codebook_size"])
+    raise ValueError("codebook_size unknown: pass --codebook_size or a speech tokenizer folder")
+
+
+def tokenize_pairs(dataset, tokenizer, vocab, max_length: int | None = None):
+    """(text, speech_ids) rows -> TRL prompt-completion ids: `input_ids` and `completion_mask` (1 = speech side).
+
+    Rows with empty text or no speech tokens are dropped (they teach nothing); so are rows longer than
+    `max_length` (truncation would cut `<|end_of_audio|>` and teach the model never to stop).
+    """
+    from modeling_speechtext.text_to_token import format_prompt
+
+    def encode(batch):
+        texts = [t if isinstance(t, str) else "" for t in batch["text"]]
+        prompts = tokenizer([format_prompt(t) for t in texts], add_special_tokens=False)["input_ids"]
+        ids, masks, keep = [], [], []
+        for text, prompt, speech in zip(texts, prompts, batch["speech_ids"]):
+            completion = vocab.speech_to_token_ids(speech) + [vocab.end_of_audio_id]
+            ids.append(prompt + completion)
+            masks.append([0] * len(prompt) + [1] * len(completion))
+            ok = bool(text.strip()) and len(speech) > 0 and (max_length is None or len(ids[-1]) <= max_length)
+            keep.append(ok)
+        return {"input_ids": ids, "completion_mask": masks, "keep": keep}
+
+    cols = dataset.column_names
+    out = dataset.map(encode, batched=True, remove_columns=cols, desc="tokenizing (text, speech) pairs")
+    n = len(out)
+    out = out.filter(lambda k: k, input_columns="keep").remove_columns("keep")
+    return out, n - len(out)
+
+
+def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
+    """The data's speech tokens per character and the runaway guard derived from it."""
+    import numpy as np
+
+    ratios = np.array(
+        [len(s) / max(len(t.strip()), 1) for t, s in zip(dataset["text"], dataset["speech_ids"]) if s and t]
+    )
+    if len(ratios) == 0:
+        raise ValueError("no (text, speech_ids) pair with both sides non-empty")
+    p999 = float(np.quantile(ratios, 0.999))
+    return {
+        "tokens_per_char_mean": float(ratios.mean()),
+        "tokens_per_char_p999": p999,
+        "max_tokens_per_char": round(margin * p999, 3),
+    }
+
+
+def evaluate_tts(synth, speech_tokenizer_dir: Path, rows, n: int, seed: int) -> dict[str, Any]:
+    """TTS WER of `synth` on `n` held-out sentences, next to the speech tokenizer's WER on their real tokens."""
+    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.text_normalization import normalize_text
+    from modeling_speechtext.text_to_token import tts_wer
+
+    seen, texts, real = set(), [], []
+    for text, ids in zip(rows["text"], rows["speech_ids"]):  # one utterance per sentence, first voice
+        if text and ids and text not in seen:
+            seen.add(text)
+            texts.append(text)
+            real.append(list(ids))
+        if len(texts) >= n:
+            break
+    tokenizer, _ = load_speech_tokenizer(speech_tokenizer_dir)
+    out = synth.synthesize(texts, return_dict=True, seed=seed)
+    metrics = tts_wer(tokenizer.transcribe_tokens, texts, out.speech_ids, real, normalize=normalize_text)
+    greedy = synth.synthesize(texts, do_sample=False)
+    metrics["tts_wer_greedy"] = tts_wer(tokenizer.transcribe_tokens, texts, greedy, normalize=normalize_text)[
+        "tts_wer"
+    ]
+    metrics["synthesis_tokens_per_second"] = round(out.tokens_per_second, 1)
+    metrics["runaway_fraction"] = sum(out.truncated) / max(len(texts), 1)
+    metrics["mean_speech_tokens_synth"] = sum(map(len, out.speech_ids)) / max(len(texts), 1)
+    metrics["mean_speech_tokens_real"] = sum(map(len, real)) / max(len(texts), 1)
+    return metrics
+
+
+def plot_losses(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for points, label in ((train, "train"), (evals, "eval")):
+        if points:
+            ax.plot(*zip(*points), marker="o" if label == "eval" else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy on speech tokens")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
+    """Load -> tokenize -> SFTTrainer -> save (model, tokenizer, synthesis config) -> TTS WER -> metrics."""
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from modeling_speechtext.text_to_token import (
+        SynthesisConfig,
+        TextToTokenSynthesizer,
+        build_text_to_token_model,
+    )
+
+    start = time.perf_counter()
+    set_seed(training_args.seed)
+    paths = _resolve(args)
+    output_dir = Path(training_args.output_dir)
+    data = load_from_disk(str(paths["speech_tokens"]))
+    for split in (args.train_split, args.eval_split):
+        if split not in data:
+            raise ValueError(f"{paths['speech_tokens']}: no split {split!r}; splits are {list(data)}")
+        missing = {"text", "speech_ids"} - set(data[split].column_names)
+        if missing:
+            raise ValueError(f"{paths['speech_tokens']}[{split}] lacks columns {sorted(missing)}")
+    train_rows, eval_rows = data[args.train_split], data[args.eval_split]
+    if args.max_train_samples:
+        train_rows = train_rows.select(range(min(args.max_train_samples, len(train_rows))))
+    codebook_size = _codebook_size(args, paths["speech_tokenizer"], train_rows)
+
+    tokenizer = AutoTokenizer.from_pretrained(paths["text_tokenizer"])
+    model_cfg = {
+        "model_type": args.model_type,
+        "hidden_size": args.hidden_size,
+        "num_hidden_layers": args.num_hidden_layers,
+        "num_attention_heads": args.num_attention_heads,
+        "num_key_value_heads": args.num_key_value_heads or args.num_attention_heads,
+        "intermediate_size": args.intermediate_size,
+        "max_position_embeddings": args.max_position_embeddings,
+    }
+    model, vocab = build_text_to_token_model(tokenizer, codebook_size, model_cfg)
+    max_length = min(training_args.max_length or args.max_position_embeddings, args.max_position_embeddings)
+    train_ds, dropped = tokenize_pairs(train_rows, tokenizer, vocab, max_length)
+    eval_src = eval_rows.select(range(min(args.max_eval_samples or len(eval_rows), len(eval_rows))))
+    eval_ds, _ = tokenize_pairs(eval_src, tokenizer, vocab, max_length)
+    guard = tokens_per_char_guard(train_rows, args.max_tokens_per_char_margin)
+
+    training_args.completion_only_loss = True
+    training_args.max_length = max_length
+    trainer = SFTTrainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer
+    )
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        logger.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    eval_metrics = trainer.evaluate()
+    if not trainer.is_world_process_zero():
+        return {}
+    synth_cfg = SynthesisConfig(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        batch_size=args.synthesis_batch_size,
+        max_tokens_per_char=guard["max_tokens_per_char"],
+        seed=training_args.seed,
+    )
+    synth = TextToTokenSynthesizer(trainer.model.to(torch.float32).eval(), tokenizer, synth_cfg)
+    synth.save_pretrained(output_dir)
+    metrics: dict[str, Any] = {
+        "train_loss": round(result.training_loss, 4),
+        "steps": trainer.state.global_step,
+        "resumed_from": Path(last).name if last else None,
+        "eval_loss": round(eval_metrics["eval_loss"], 4),
+        "train_examples": len(train_ds),
+        "dropped_examples": dropped,
+        "train_tokens": int(sum(map(len, train_ds["input_ids"]))) * int(training_args.num_train_epochs),
+        "params": sum(p.numel() for p in model.parameters()),
+        "codebook_size": codebook_size,
+        "vocab_size": len(tokenizer),
+        **{k: round(v, 4) for k, v in guard.items()},
+    }
+    if args.tts_eval_samples and paths["speech_tokenizer"] is not None:
+        tts = evaluate_tts(synth, paths["speech_tokenizer"], eval_rows, args.tts_eval_samples, training_args.seed)
+        metrics.update({k: round(v, 4) if isinstance(v, float) else v for k, v in tts.items()})
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if not args.keep_checkpoints:
+        for ckpt in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    logger.info("metrics: %s", metrics)
+    return metrics
+
+
+def _parser():
+    from transformers import HfArgumentParser
+    from trl import SFTConfig
+
+    return HfArgumentParser((TextToTokenArguments, SFTConfig))
+
+
+def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
+    """Pipeline stage: the YAML holds fields of `TextToTokenArguments` and `SFTConfig`."""
+    values = {"run_dir": str(run_dir), **config, "output_dir": str(output_dir)}
+    args, training_args = _parser().parse_dict(values)
+    return train(args, training_args)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from trl import SFTConfig, TrlParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = TrlParser((TextToTokenArguments, SFTConfig))
+    args, training_args = parser.parse_args_and_config(args=argv)
+    return train(args, training_args)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["TextToTokenArguments", "tokenize_pairs", "tokens_per_char_guard", "evaluate_tts", "train", "run_stage"]

@@ -1,0 +1,135 @@
+"""The text-to-token recipe on a fake speech_tokens dataset: loss on speech only, save/load, TTS WER, resume."""
+
+import json
+
+import numpy as np
+import pytest
+from t2t_fixtures import SENTENCES, tiny_text_tokenizer
+
+from modeling_speechtext.text_to_token import TextToTokenSynthesizer
+from modeling_speechtext.vocab import add_speech_tokens
+from recipes.train_text_to_token import run_stage, tokenize_pairs, tokens_per_char_guard
+
+K = 16
+
+
+def _speech_tokens(root):
+    from datasets import Dataset, DatasetDict
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        texts = [SENTENCES[i % len(SENTENCES)] for i in range(n)]
+        ids = [rng.integers(0, K, size=len(t) // 3).astype(np.int32).tolist() for t in texts]
+        return Dataset.from_dict(
+            {
+                "id": [str(i) for i in range(n)],
+                "text": texts,
+                "speech_ids": ids,
+                "voice": ["v"] * n,
+                "engine": ["e"] * n,
+                "duration": [1.0] * n,
+            }
+        )
+
+    DatasetDict(train=split(40), validation=split(8)).save_to_disk(root / "speech_tokens" / "dataset")
+    tiny_text_tokenizer().save_pretrained(root / "text_tokenizer")
+
+
+def _speech_tokenizer(root):
+    import torch
+
+    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.speech_tokenization import build_feature_extractor
+
+    tok = tiny_text_tokenizer()
+    torch.manual_seed(0)
+    cfg = SpeechTokenizerConfig(
+        d_model=32,
+        encoder_layers=3,
+        quantize_position=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        codebook_size=K,
+        codebook_dim=8,
+        asr_vocab_size=len(tok),
+        max_source_positions=400,
+    )
+    model = SpeechTokenizerModel(cfg).eval()
+    model.set_asr_vocabulary(tok)
+    model.save_pretrained(root / "speech_tokenizer")
+    build_feature_extractor(cfg).save_pretrained(root / "speech_tokenizer")
+
+
+def test_tokenize_pairs_masks_the_prompt_and_drops_bad_rows():
+    from datasets import Dataset
+
+    tok = tiny_text_tokenizer()
+    vocab = add_speech_tokens(None, tok, K)
+    rows = Dataset.from_dict(
+        {"text": ["Mary went home.", "", "Where is Mary?", "x"], "speech_ids": [[1, 2, 3], [4], [], [5] * 50]}
+    )
+    ds, dropped = tokenize_pairs(rows, tok, vocab, max_length=20)
+    assert dropped == 3 and len(ds) == 1  # empty text, empty speech, too long
+    ids, mask = ds[0]["input_ids"], ds[0]["completion_mask"]
+    prompt = tok("Mary went home.<|begin_of_audio|>", add_special_tokens=False)["input_ids"]
+    assert ids == prompt + [
+        vocab.audio_offset + 1,
+        vocab.audio_offset + 2,
+        vocab.audio_offset + 3,
+        vocab.end_of_audio_id,
+    ]
+    assert mask == [0] * len(prompt) + [1] * 4
+    guard = tokens_per_char_guard(rows, margin=2.0)
+    assert guard["max_tokens_per_char"] == pytest.approx(2.0 * guard["tokens_per_char_p999"], abs=1e-3)
+
+
+def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
+    _speech_tokens(tmp_path)
+    _speech_tokenizer(tmp_path)
+    config = {
+        "seed": 0,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "per_device_train_batch_size": 8,
+        "max_steps": 2,
+        "save_steps": 1,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "use_cpu": True,
+        "bf16": False,
+        "report_to": "none",
+        "tts_eval_samples": 4,
+        "keep_checkpoints": True,
+        "temperature": 0.9,
+    }
+    out = tmp_path / "text_to_token"
+    m1 = run_stage(config, out, tmp_path)
+    assert m1["steps"] == 2 and m1["resumed_from"] is None and m1["codebook_size"] == K
+    assert m1["train_examples"] == 40 and np.isfinite(m1["eval_loss"])
+    assert {"tts_wer", "real_token_wer", "tts_over_real", "tts_wer_greedy", "synthesis_tokens_per_second"} <= set(m1)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2 and (out / "loss_curve.png").is_file()
+    synth = TextToTokenSynthesizer.from_pretrained(out)
+    assert synth.vocab.codebook_size == K and synth.config.temperature == 0.9
+    assert synth.config.max_tokens_per_char == pytest.approx(m1["max_tokens_per_char"])
+    assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2]) for t in ids)
+    # a longer run in the same folder resumes from the last checkpoint instead of starting over
+    m2 = run_stage({**config, "max_steps": 3, "keep_checkpoints": False}, out, tmp_path)
+    assert m2["resumed_from"] == "checkpoint-2" and m2["steps"] == 3
+    assert not list(out.glob("checkpoint-*"))
+
+
+@pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
+def test_presets_parse(preset, tmp_path):
+    from modeling_speechtext.presets import load_preset
+    from recipes.train_text_to_token import _parser
+
+    cfg = load_preset(preset)["text_to_token"]
+    cfg.setdefault("use_cpu", True)  # paper is a GPU preset; here only its fields are checked
+    args, training_args = _parser().parse_dict({**cfg, "output_dir": str(tmp_path)})
+    assert training_args.seed == cfg["seed"] and args.hidden_size % args.num_attention_heads == 0
+    assert not training_args.gradient_checkpointing or preset == "paper"
