@@ -450,33 +450,62 @@ def _schema():
     )
 
 
-def interleave_documents(docs: Sequence[tuple[str, str | None]], synth, cfg: InterleavedConfig):
-    """Documents -> (rows, counts, span histograms). All spans of the chunk go to the synthesizer in one call."""
+@dataclass
+class BuildStats:
+    """Counters of a chunk/shard/build plus the span-length histograms (words and speech tokens per span)."""
+
+    counts: Counter = field(default_factory=Counter)
+    span_words: Counter = field(default_factory=Counter)
+    span_tokens: Counter = field(default_factory=Counter)
+
+    def update(self, other: BuildStats) -> None:
+        self.counts.update(other.counts)
+        self.span_words.update(other.span_words)
+        self.span_tokens.update(other.span_tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "span_words": {str(k): v for k, v in self.span_words.items()},
+            "span_tokens": {str(k): v for k, v in self.span_tokens.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuildStats:
+        return cls(
+            Counter(data.get("counts", {})),
+            Counter({int(k): v for k, v in data.get("span_words", {}).items()}),
+            Counter({int(k): v for k, v in data.get("span_tokens", {}).items()}),
+        )
+
+
+def _plan_documents(docs, cfg: InterleavedConfig, stats: BuildStats) -> list[tuple[str, DocumentPlan]]:
     import numpy as np
 
     from modeling_speechtext.text_to_token import stable_seed
 
-    counts: Counter = Counter()
-    span_words: Counter = Counter()
-    span_tokens: Counter = Counter()
     plans = []
     for doc_id, text in docs:
-        counts["documents_in"] += 1
+        stats.counts["documents_in"] += 1
+        rng = np.random.default_rng(stable_seed(cfg.seed, doc_id))
         plan = plan_document(
-            text,
-            np.random.default_rng(stable_seed(cfg.seed, doc_id)),
-            eta=cfg.eta,
-            granularity=cfg.granularity,
-            lengths=cfg.lengths,
-            max_document_chars=cfg.max_document_chars,
-            max_span_chars=cfg.max_span_chars,
-        )
-        counts["truncated_documents"] += plan.truncated
+            text, rng, eta=cfg.eta, granularity=cfg.granularity, lengths=cfg.lengths,
+            max_document_chars=cfg.max_document_chars, max_span_chars=cfg.max_span_chars,
+        )  # fmt: skip
+        stats.counts["truncated_documents"] += plan.truncated
         if plan.skip_reason:
-            counts[f"skipped_{plan.skip_reason}"] += 1
-            continue
-        counts.update(plan.counts)
-        plans.append((doc_id, plan))
+            stats.counts[f"skipped_{plan.skip_reason}"] += 1
+        else:
+            stats.counts.update(plan.counts)
+            plans.append((doc_id, plan))
+    return plans
+
+
+def _synthesize_spans(plans, synth, cfg: InterleavedConfig, stats: BuildStats) -> list[list[list[int]]]:
+    """Every speech span of the chunk in one `synthesize` call (the batching is what makes it fast); a runaway
+    generation (cut by the token budget) would misrepresent its span, so that span goes back to text."""
+    from modeling_speechtext.text_to_token import stable_seed
+
     requests = [
         (p, s) for p, (_, plan) in enumerate(plans) for s, seg in enumerate(plan.segments) if seg.modality == SPEECH
     ]
@@ -486,56 +515,61 @@ def interleave_documents(docs: Sequence[tuple[str, str | None]], synth, cfg: Int
         seeds=[stable_seed(cfg.seed, plans[p][0], s) for p, s in requests],
         return_dict=True,
     )
-    counts["synthesis_seconds_x1000"] += int(1000 * (time.perf_counter() - start))
+    stats.counts["synthesis_seconds_x1000"] += int(1000 * (time.perf_counter() - start))
     speech: list[list[list[int]]] = [[] for _ in plans]  # per document, its speech spans' ids in order
     for (p, s), ids, cut in zip(requests, out.speech_ids, out.truncated):
-        counts["synthesized_tokens"] += len(ids)
-        if cut:  # a runaway: cut tokens would misrepresent the span, so it stays text
-            counts["spans_runaway"] += 1
+        stats.counts["synthesized_tokens"] += len(ids)
+        if cut:
+            stats.counts["spans_runaway"] += 1
             plans[p][1].segments[s] = Segment(TEXT, plans[p][1].segments[s].text)
         else:
             speech[p].append(ids)
-    keyed = []
-    for p, (_, plan) in enumerate(plans):
+    for _, plan in plans:
         plan.segments = merge_text_segments(plan.segments)  # merging keeps the order of speech segments
-        keyed += [(p, s) for s, seg in enumerate(plan.segments) if seg.modality == TEXT]
-    # Tokenize every text segment of the chunk in one call.
+    return speech
+
+
+def _assemble_rows(plans, speech, synth, cfg: InterleavedConfig, stats: BuildStats) -> list[dict[str, Any]]:
     tok = synth.tokenizer
-    text_ids = dict(
-        zip(keyed, tok([plans[p][1].segments[s].text for p, s in keyed], add_special_tokens=False)["input_ids"])
-    )
+    keyed = [
+        (p, s) for p, (_, plan) in enumerate(plans) for s, seg in enumerate(plan.segments) if seg.modality == TEXT
+    ]
+    texts = [plans[p][1].segments[s].text for p, s in keyed]
+    text_ids = dict(zip(keyed, tok(texts, add_special_tokens=False)["input_ids"]))  # one tokenizer call per chunk
     eos = tok.eos_token_id if cfg.add_eos else None
     rows = []
     for p, (doc_id, plan) in enumerate(plans):
         spoken = iter(speech[p])
         ids = [next(spoken) if seg.modality == SPEECH else text_ids[p, s] for s, seg in enumerate(plan.segments)]
         input_ids, records = assemble_example(plan.segments, ids, synth.vocab, eos)
-        n_speech = sum(len(i) for i, seg in zip(ids, plan.segments) if seg.modality == SPEECH)
-        n_spans = sum(seg.modality == SPEECH for seg in plan.segments)
-        n_text = len(input_ids) - n_speech - 2 * n_spans - (eos is not None)
-        rows.append(
-            {
-                "id": doc_id,
-                "input_ids": input_ids,
-                "segments": records,
-                "n_text_tokens": n_text,
-                "n_speech_tokens": n_speech,
-            }
-        )
-        counts["documents"] += 1
-        counts["spans_speech"] += n_spans
-        counts["speech_tokens"] += n_speech
-        counts["text_tokens"] += n_text
-        counts["marker_tokens"] += 2 * n_spans + (eos is not None)
-        for seg, i in zip(plan.segments, ids):
-            counts["words_total"] += seg.n_words
-            counts["chars_total"] += len(seg.text.strip())
-            if seg.modality == SPEECH:
-                counts["words_speech"] += seg.n_words
-                counts["chars_speech"] += len(seg.text.strip())
-                span_words[seg.n_words] += 1
-                span_tokens[len(i)] += 1
-    return rows, counts, span_words, span_tokens
+        spans = [(seg, i) for seg, i in zip(plan.segments, ids) if seg.modality == SPEECH]
+        n_speech = sum(len(i) for _, i in spans)
+        n_text = len(input_ids) - n_speech - 2 * len(spans) - (eos is not None)
+        rows.append({"id": doc_id, "input_ids": input_ids, "segments": records, "n_text_tokens": n_text,
+                     "n_speech_tokens": n_speech})  # fmt: skip
+        c = stats.counts
+        c["documents"] += 1
+        c["spans_speech"] += len(spans)
+        c["speech_tokens"] += n_speech
+        c["text_tokens"] += n_text
+        c["marker_tokens"] += 2 * len(spans) + (eos is not None)
+        c["words_total"] += sum(seg.n_words for seg in plan.segments)
+        c["chars_total"] += sum(len(seg.text.strip()) for seg in plan.segments)
+        c["words_speech"] += sum(seg.n_words for seg, _ in spans)
+        c["chars_speech"] += sum(len(seg.text.strip()) for seg, _ in spans)
+        stats.span_words.update(seg.n_words for seg, _ in spans)
+        stats.span_tokens.update(len(i) for _, i in spans)
+    return rows
+
+
+def interleave_documents(
+    docs: Sequence[tuple[str, str | None]], synth, cfg: InterleavedConfig
+) -> tuple[list[dict[str, Any]], BuildStats]:
+    """`(doc_id, text)` pairs -> Parquet rows + statistics: plan spans, synthesize them together, assemble."""
+    stats = BuildStats()
+    plans = _plan_documents(docs, cfg, stats)
+    speech = _synthesize_spans(plans, synth, cfg, stats)
+    return _assemble_rows(plans, speech, synth, cfg, stats), stats
 
 
 # --- shards, workers, ranks ---------------------------------------------------------------------------------------
@@ -563,31 +597,18 @@ def _build_shards(cfg_dict: dict[str, Any], shards: list[int], threads: int | No
         if writer.done(shard):
             continue
         start = time.perf_counter()
-        totals: Counter = Counter()
-        words: Counter = Counter()
-        toks: Counter = Counter()
+        shard_stats = BuildStats()
         with writer.open(shard, schema) as f:
             docs = iter_documents(ds, plan.item_range(shard), cfg)
             while chunk := [d for _, d in zip(range(cfg.chunk_documents), docs)]:
-                rows, counts, span_words, span_tokens = interleave_documents(chunk, synth, cfg)
+                rows, chunk_stats = interleave_documents(chunk, synth, cfg)
                 f.write(rows)
-                totals.update(counts)
-                words.update(span_words)
-                toks.update(span_tokens)
-            totals["seconds_x1000"] += int(1000 * (time.perf_counter() - start))
-            f.stats = {
-                "counts": dict(totals),
-                "span_words": {str(k): v for k, v in words.items()},
-                "span_tokens": {str(k): v for k, v in toks.items()},
-            }
+                shard_stats.update(chunk_stats)
+            shard_stats.counts["seconds_x1000"] += int(1000 * (time.perf_counter() - start))
+            f.stats = shard_stats.to_json()
         built += 1
-        logger.info(
-            "shard %d/%d: %d documents, %.1fs",
-            shard + 1,
-            plan.num_shards,
-            totals["documents"],
-            time.perf_counter() - start,
-        )
+        logger.info("shard %d/%d: %d documents, %.1fs", shard + 1, plan.num_shards,
+                    shard_stats.counts["documents"], time.perf_counter() - start)  # fmt: skip
     return built
 
 
@@ -675,13 +696,10 @@ def build_interleaved(cfg: InterleavedConfig | dict[str, Any]) -> dict[str, Any]
 
 def aggregate_stats(shard_stats: Sequence[dict[str, Any]], eta_requested: float) -> dict[str, Any]:
     """Sum the shards' counters and derive the headline numbers (eta achieved, speech/text ratio, speed)."""
-    counts: Counter = Counter()
-    words: Counter = Counter()
-    toks: Counter = Counter()
+    total_stats = BuildStats()
     for s in shard_stats:
-        counts.update(s.get("counts", {}))
-        words.update({int(k): v for k, v in s.get("span_words", {}).items()})
-        toks.update({int(k): v for k, v in s.get("span_tokens", {}).items()})
+        total_stats.update(BuildStats.from_json(s))
+    counts, words, toks = total_stats.counts, total_stats.span_words, total_stats.span_tokens
     c = dict(counts)
     seconds = c.pop("seconds_x1000", 0) / 1000
     synth_seconds = c.pop("synthesis_seconds_x1000", 0) / 1000
@@ -881,6 +899,7 @@ __all__ = [
     "DocumentPlan",
     "SpanLengthDistribution",
     "InterleavedConfig",
+    "BuildStats",
     "split_units",
     "sample_spans",
     "speakable_text",
