@@ -232,8 +232,10 @@ class TextToTokenSynthesizer:
             raise ValueError(f"got {len(seeds)} seeds for {len(texts)} texts")
         prompts = self.encode_prompts(texts)
         budgets = [config.token_budget(t.strip()) for t in texts]
-        # Longest first: similar lengths share a batch, and the biggest batch (memory peak) comes first.
-        order = sorted(range(len(texts)), key=lambda i: (-len(prompts[i]), -budgets[i], i))
+        # Sorted by expected speech length (the budget grows with the characters), longest first: rows of a batch
+        # finish at similar steps (a finished row still costs compute until the batch ends), and the biggest batch
+        # (memory peak) comes first.
+        order = sorted(range(len(texts)), key=lambda i: (-budgets[i], -len(prompts[i]), i))
         bs = batch_size or config.batch_size
         out_ids: list[list[int]] = [[] for _ in texts]
         truncated = [False] * len(texts)

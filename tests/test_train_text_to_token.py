@@ -133,3 +133,25 @@ def test_presets_parse(preset, tmp_path):
     args, training_args = _parser().parse_dict({**cfg, "output_dir": str(tmp_path)})
     assert training_args.seed == cfg["seed"] and args.hidden_size % args.num_attention_heads == 0
     assert not training_args.gradient_checkpointing or preset == "paper"
+
+
+def test_micro_stages_through_the_pipeline(tmp_path):
+    """text_to_token then interleaved, as `speechtext pipeline --preset micro` runs them, on fake upstream folders."""
+    from datasets import Dataset, DatasetDict
+
+    from modeling_speechtext.pipeline import run_pipeline
+
+    _speech_tokens(tmp_path)
+    _speech_tokenizer(tmp_path)
+    docs = ["\n".join(SENTENCES[i % 6 :] + SENTENCES[: i % 6]) for i in range(20)]
+    DatasetDict(
+        train=Dataset.from_dict({"id": [f"s{i}" for i in range(20)], "text": docs, "source": ["babi"] * 20})
+    ).save_to_disk(tmp_path / "text_corpus" / "documents")
+    report = run_pipeline("micro", tmp_path, stages=["text_to_token", "interleaved"])
+    t2t, inter = report["stages"]
+    assert t2t["status"] == inter["status"] == "done"
+    assert inter["metrics"]["documents"] == 12  # micro: max_documents 12
+    assert 0 < inter["metrics"]["eta_achieved_words"] < 1
+    assert len(list((tmp_path / "interleaved" / "data").glob("train-*-of-00002.parquet"))) == 2
+    again = run_pipeline("micro", tmp_path, stages=["text_to_token", "interleaved"])
+    assert [s["status"] for s in again["stages"]] == ["skipped", "skipped"]
