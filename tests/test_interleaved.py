@@ -149,3 +149,25 @@ def test_presets_parse(preset):
     assert 0.2 <= parsed.eta <= 0.4 and parsed.lengths.max >= parsed.lengths.min
     with pytest.raises(ValueError, match="unknown interleaved config keys"):
         InterleavedConfig.from_dict({"source": "x", "t2t": "y", "output_dir": "z", "etta": 0.3})
+
+
+def test_cli_interleave_arguments(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from modeling_speechtext.cli import build_parser, main
+    from modeling_speechtext.commands.interleave import config_from_args
+
+    (tmp_path / "cfg.yaml").write_text("eta: 0.25\nspan_length: {mean: 3}\ndocuments_per_shard: 7\n")
+    args = build_parser().parse_args(
+        ["interleave", "--config", str(tmp_path / "cfg.yaml"), "--t2t", "m", "--text", "d", "--output_dir", "o",
+         "--eta", "0.4", "--span_max", "9", "--temperature", "0.8"]
+    )  # fmt: skip
+    cfg = config_from_args(args)
+    assert cfg["eta"] == 0.4 and cfg["documents_per_shard"] == 7  # flags beat the YAML, the YAML fills the rest
+    assert cfg["span_length"] == {"mean": 3, "max": 9} and cfg["synthesis"] == {"temperature": 0.8}
+    assert main(["interleave", "--t2t", "m"]) == 2
+    assert "missing --text, --output_dir" in capsys.readouterr().err
+    # the command module imports neither torch nor datasets at start-up (they load inside `run`)
+    code = "import sys, modeling_speechtext.commands.interleave; print('torch' in sys.modules or 'datasets' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
