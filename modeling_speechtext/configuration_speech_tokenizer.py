@@ -12,6 +12,21 @@ import math
 from transformers import PreTrainedConfig
 
 
+def fix_auto_map(auto_map: dict) -> dict:
+    """One class reference per auto class.
+
+    transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
+    writes a (slow, fast) pair, which `AutoModel` / `AutoConfig` then cannot load. Our `SpeechTokenizer*`
+    classes are a model, its config and its feature extractor, so the pair is collapsed back to its class.
+    """
+    return {
+        key: next((v for v in value if v), None)
+        if isinstance(value, (list, tuple)) and key != "AutoTokenizer"
+        else value
+        for key, value in auto_map.items()
+    }
+
+
 class SpeechTokenizerConfig(PreTrainedConfig):
     r"""
     Args:
@@ -137,18 +152,9 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             fail("asr_vocab", f"has {len(self.asr_vocab)} pieces but asr_vocab_size is {self.asr_vocab_size}")
 
     def to_dict(self) -> dict:
-        """As the base class, but repairs `auto_map`: transformers' `custom_object_save` takes any class whose
-        name contains "Tokenizer" for a text tokenizer and writes a (slow, fast) pair, which `AutoModel` then
-        cannot load. Our `SpeechTokenizer*` classes are models, so keep one class reference per auto class."""
         output = super().to_dict()
-        auto_map = output.get("auto_map")
-        if auto_map:
-            output["auto_map"] = {
-                key: next((v for v in value if v), None)
-                if isinstance(value, (list, tuple)) and key != "AutoTokenizer"
-                else value
-                for key, value in auto_map.items()
-            }
+        if output.get("auto_map"):
+            output["auto_map"] = fix_auto_map(output["auto_map"])
         return output
 
     @property
@@ -181,4 +187,4 @@ class SpeechTokenizerConfig(PreTrainedConfig):
         return self.codebook_dim or self.d_model
 
 
-__all__ = ["SpeechTokenizerConfig"]
+__all__ = ["SpeechTokenizerConfig", "fix_auto_map"]

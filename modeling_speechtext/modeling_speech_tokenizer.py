@@ -281,6 +281,8 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         self.embed_positions = nn.Embedding(config.max_source_positions, config.d_model)
         self.embed_positions.requires_grad_(False)
         self.layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(n_pre)])
+        for index, layer in enumerate(self.layers):
+            layer.self_attn.layer_idx = index  # Whisper leaves it unset in the encoder; streaming caches per layer
         self.quantizer = SpeechTokenizerVectorQuantizer(config)
         # A fresh positional embedding after the quantizer, as in the paper: codes carry content, not position.
         max_tokens = -(-config.max_source_positions // config.pooling_kernel_size)
@@ -466,6 +468,10 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         ids = self.quantizer.nearest(z).masked_fill(~token_valid, PAD_TOKEN_ID)
         return ids, token_valid.sum(-1)
 
+    def streaming_encoder(self) -> SpeechTokenizerStreamingEncoder:
+        """A block-by-block encoder (needs `causal_conv` and `causal_block_size`); tokens equal `encode`'s."""
+        return SpeechTokenizerStreamingEncoder(self)
+
     def _padded_ids(self, token_ids: list[list[int]]) -> tuple[torch.LongTensor, torch.Tensor]:
         if isinstance(token_ids, torch.Tensor) or not isinstance(token_ids, (list, tuple)):
             raise ValueError("token_ids must be a list of lists of ints (one list per utterance)")
@@ -543,6 +549,85 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         self.config.asr_byte_level = all(c in table for p in normal for c in p)
 
 
+class SpeechTokenizerStreamingEncoder:
+    """Encode a stream of log-mel frames block by block, with a KV cache: the streaming form of `encode`.
+
+    With a causal conv stem and block-causal attention, a block's tokens depend only on that block and earlier
+    ones, so `push`ing features in any chunk sizes and then `flush`ing gives exactly the offline tokens. The conv
+    stem keeps its last two input and two intermediate frames as left context; each encoder layer caches the
+    keys/values of finished blocks. One stream (batch 1) per instance.
+
+    Example:
+    ```python
+    >>> stream = model.streaming_encoder()
+    >>> for chunk in mel_chunks:          # [n_mels, frames] pieces of any size
+    ...     new_ids = stream.push(chunk)  # tokens of the blocks completed so far
+    >>> last_ids = stream.flush()         # the final, partial block
+    ```
+    """
+
+    def __init__(self, model: SpeechTokenizerModel):
+        cfg = model.config
+        if not cfg.causal_conv or cfg.causal_block_size is None:
+            raise ValueError("streaming needs a model with causal_conv=True and causal_block_size set")
+        self.model = model
+        self.block_mel_frames = 2 * cfg.causal_block_size  # the stem halves the frame rate
+        self.reset()
+
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        cfg, device, dtype = self.model.config, self.model.device, self.model.dtype
+        self.buffer = torch.zeros(1, cfg.num_mel_bins, 0, device=device, dtype=dtype)
+        self.mel_context = torch.zeros(1, cfg.num_mel_bins, 2, device=device, dtype=dtype)
+        self.conv_context = torch.zeros(1, cfg.d_model, 2, device=device, dtype=dtype)
+        self.cache = DynamicCache()
+        self.frames_done = 0
+
+    @torch.no_grad()
+    def push(self, features: torch.Tensor) -> list[int]:
+        """Append `[n_mels, T]` (or `[1, n_mels, T]`) features; returns the tokens of newly completed blocks."""
+        if features.dim() == 2:
+            features = features[None]
+        if features.dim() != 3 or features.shape[:2] != (1, self.model.config.num_mel_bins):
+            raise ValueError(
+                f"features must be [{self.model.config.num_mel_bins}, frames], got {tuple(features.shape)}"
+            )
+        self.buffer = torch.cat([self.buffer, features.to(self.buffer)], dim=-1)
+        out: list[int] = []
+        while self.buffer.shape[-1] >= self.block_mel_frames:
+            out += self._block(self.buffer[..., : self.block_mel_frames])
+            self.buffer = self.buffer[..., self.block_mel_frames :]
+        return out
+
+    @torch.no_grad()
+    def flush(self) -> list[int]:
+        """Encode what is left (a partial block) and reset the stream."""
+        out = self._block(self.buffer) if self.buffer.shape[-1] else []
+        self.reset()
+        return out
+
+    def _block(self, mel: torch.Tensor) -> list[int]:
+        model, stem = self.model, self.model.conv_stem
+        frames = (mel.shape[-1] + 1) // 2
+        if self.frames_done + frames > model.config.max_source_positions:
+            raise ValueError(
+                f"stream longer than the model's {model.config.max_source_positions} frames; flush() and start anew"
+            )
+        x = torch.cat([self.mel_context, mel], dim=-1)
+        self.mel_context = x[..., -2:]
+        h = torch.cat([self.conv_context, F.gelu(stem.conv1(x))], dim=-1)
+        self.conv_context = h[..., -2:]
+        hidden = F.gelu(stem.conv2(h)).transpose(1, 2)
+        hidden = hidden + model.embed_positions.weight[self.frames_done : self.frames_done + frames].to(hidden.dtype)
+        for layer in model.layers:  # no mask: a block sees itself and every cached block, i.e. block-causal
+            hidden = layer(hidden, None, cache=self.cache)
+        self.frames_done += frames
+        valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        z = model.quantizer.project(model._pool(hidden, valid))
+        return model.quantizer.nearest(z)[0].tolist()
+
+
 SpeechTokenizerConfig.register_for_auto_class()
 SpeechTokenizerModel.register_for_auto_class("AutoModel")
 
@@ -554,4 +639,5 @@ __all__ = [
     "SpeechTokenizerVectorQuantizer",
     "SpeechTokenizerPreTrainedModel",
     "SpeechTokenizerModel",
+    "SpeechTokenizerStreamingEncoder",
 ]

@@ -20,8 +20,7 @@ MIN_SAMPLES = 400
 
 def load_speech_tokenizer(path: str | os.PathLike, device: str | torch.device = "cpu", dtype=torch.float32):
     """A saved tokenizer folder -> `(SpeechTokenizerModel in eval mode, WhisperFeatureExtractor)`."""
-    from transformers import WhisperFeatureExtractor
-
+    from .feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
     from .modeling_speech_tokenizer import SpeechTokenizerModel
 
     path = Path(path)
@@ -30,7 +29,7 @@ def load_speech_tokenizer(path: str | os.PathLike, device: str | torch.device = 
     if not (path / "preprocessor_config.json").is_file():
         raise FileNotFoundError(f"{path} has no preprocessor_config.json (the WhisperFeatureExtractor)")
     model = SpeechTokenizerModel.from_pretrained(path, dtype=dtype).to(device).eval()
-    feature_extractor = WhisperFeatureExtractor.from_pretrained(path)
+    feature_extractor = SpeechTokenizerFeatureExtractor.from_pretrained(path)
     if feature_extractor.feature_size != model.config.num_mel_bins:
         raise ValueError(
             f"{path}: feature extractor makes {feature_extractor.feature_size} mel bins, model expects "
@@ -40,10 +39,10 @@ def load_speech_tokenizer(path: str | os.PathLike, device: str | torch.device = 
 
 
 def build_feature_extractor(config):
-    """The `WhisperFeatureExtractor` matching a `SpeechTokenizerConfig` (mel bins, rate, hop)."""
-    from transformers import WhisperFeatureExtractor
+    """The feature extractor (a configured `WhisperFeatureExtractor`) matching a `SpeechTokenizerConfig`."""
+    from .feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
 
-    return WhisperFeatureExtractor(
+    return SpeechTokenizerFeatureExtractor(
         feature_size=config.num_mel_bins, sampling_rate=config.sampling_rate, hop_length=config.hop_length
     )
 

@@ -177,6 +177,33 @@ def test_block_causal_prefix_gives_identical_tokens():
     assert not torch.allclose(a[0, : b.shape[1]], b[0], atol=1e-4)
 
 
+def test_streaming_encoder_block_by_block_equals_offline():
+    model = tiny_model(causal_conv=True, causal_block_size=8)
+    feats = torch.randn(1, 80, 517)  # not a multiple of the block: the last block is partial
+    offline, lengths = model.encode(feats)
+    stream, streamed, start = model.streaming_encoder(), [], 0
+    for size in [1, 7, 16, 33, 2, 100, 64, 300]:
+        streamed += stream.push(feats[0, :, start : start + size])
+        start += size
+    streamed += stream.flush()
+    assert streamed == offline[0].tolist() and len(streamed) == int(lengths[0])
+    # a fresh stream after flush starts from scratch and gives the same again
+    assert stream.push(feats[0]) + stream.flush() == streamed
+    with pytest.raises(ValueError, match="causal_conv"):
+        tiny_model().streaming_encoder()
+    with pytest.raises(ValueError, match="features must be"):
+        stream.push(torch.randn(64, 10))
+
+
+def test_silence_and_shortest_audio_are_handled():
+    model = tiny_model()
+    fe = build_feature_extractor(model.config)
+    silence, shortest = np.zeros(16000, dtype=np.float32), np.full(400, 0.01, dtype=np.float32)
+    ids = encode_waveforms(model, fe, [silence, shortest])
+    assert [len(t) for t in ids] == [13, 1]  # 1 s -> 13 tokens (12.5 Hz, rounded up); 25 ms -> one token
+    assert all(0 <= t < model.config.codebook_size for row in ids for t in row)
+
+
 # ---------------------------------------------------------------- quantizer
 
 
@@ -265,14 +292,15 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens(tmp_path):
         except ImportError:
             pass
         model = AutoModel.from_pretrained("tok", trust_remote_code=True).eval()
-        fe = AutoFeatureExtractor.from_pretrained("tok")
+        fe = AutoFeatureExtractor.from_pretrained("tok", trust_remote_code=True)
         clips = np.load("clips.npz")
         out = []
         for key in sorted(clips.files, key=lambda k: int(k.split("_")[1])):
-            feats = fe(clips[key], sampling_rate=16000, padding="longest", truncation=False, return_tensors="pt")
+            feats = fe(clips[key], return_tensors="pt")  # the remote extractor's defaults: no 30 s padding
             ids, n = model.encode(feats["input_features"])
             out.append(ids[0, : int(n[0])].tolist())
-        print(json.dumps({"ids": out, "texts": model.transcribe_tokens(out), "cls": type(model).__module__}))
+        modules = [type(model).__module__, type(fe).__module__]
+        print(json.dumps({"ids": out, "texts": model.transcribe_tokens(out), "modules": modules}))
         """
     )
     proc = subprocess.run(
@@ -287,7 +315,11 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ids"] == expected
     assert result["texts"] == texts
-    assert "modeling_speechtext" not in result["cls"]
+    assert all(m.startswith("transformers_modules") for m in result["modules"]), result["modules"]
+    preprocessor = json.loads((tmp_path / "tok" / "preprocessor_config.json").read_text())
+    assert preprocessor["auto_map"] == {
+        "AutoFeatureExtractor": "feature_extraction_speech_tokenizer.SpeechTokenizerFeatureExtractor"
+    }
 
 
 # ---------------------------------------------------------------- bad inputs
