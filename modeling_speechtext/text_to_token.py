@@ -55,6 +55,9 @@ class SynthesisConfig:
         min_token_budget: floor of that budget for very short texts.
         batch_size: texts per `generate()` call (after sorting by length).
         seed: default seed; each text gets `stable_seed(seed, text)` unless explicit seeds are given.
+        cache_implementation: `"static"` preallocates each batch's KV cache (measured here: the dynamic cache's
+            per-step `torch.cat` of the growing cache was ~30% of batched generation time on CPU); `None` = the
+            dynamic cache (better at batch 1).
     """
 
     do_sample: bool = True
@@ -65,6 +68,7 @@ class SynthesisConfig:
     min_token_budget: int = 10
     batch_size: int = 64
     seed: int = 0
+    cache_implementation: str | None = "static"
 
     def __post_init__(self):
         if self.temperature <= 0 and self.do_sample:
@@ -254,6 +258,7 @@ class TextToTokenSynthesizer:
                 eos_token_id=self.vocab.end_of_audio_id,
                 pad_token_id=self.pad_token_id,
                 use_cache=True,
+                cache_implementation=config.cache_implementation,
             )
             processor = _speech_logits_processor(self.vocab, rows, width, config, [seeds[i] for i in idx])
             with torch.inference_mode():

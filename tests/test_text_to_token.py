@@ -15,6 +15,7 @@ def test_batched_equals_one_by_one_and_is_seeded(synth):
     single = synth.synthesize(texts, batch_size=1)
     assert batched.speech_ids == single  # per-row generators: a row's tokens do not depend on its batch
     assert batched.speech_ids == synth.synthesize(texts, batch_size=7)
+    assert batched.speech_ids == synth.synthesize(texts, batch_size=1, cache_implementation=None)  # dynamic cache
     assert all(0 <= t < 32 for ids in batched.speech_ids for t in ids)
     assert batched.num_tokens == sum(map(len, single)) > 0
     other_seed = synth.synthesize(texts, seed=1)
