@@ -181,7 +181,7 @@ def plan_document(
 ) -> DocumentPlan:
     """Decide which parts of a document become speech. Pure given `rng`.
 
-    Bad input is counted, never fatal: an empty document or one without any speakable unit is skipped
+    Bad input is counted, never fatal: an empty document or one without a single speakable word is skipped
     (`skip_reason`); a huge document is cut at a unit boundary (`truncated`); a span with unspeakable characters
     or longer than `max_span_chars` stays text (`counts["spans_unspeakable"]`, `counts["spans_too_long"]`).
     """
@@ -193,9 +193,9 @@ def plan_document(
     if len(text) > max_document_chars:
         cut = text.rfind(" ", 0, max_document_chars + 1)
         text, truncated = text[: cut if cut > 0 else max_document_chars].rstrip(), True
-    units = split_units(text, granularity)
-    if not any(speakable_text(text[a:b]) for a, b in units):
+    if not any(speakable_text(text[a:b]) for a, b in split_units(text, "word")):
         return DocumentPlan([], skip_reason="no_speakable_text", truncated=truncated)
+    units = split_units(text, granularity)
     counts: Counter = Counter()
     segments: list[Segment] = []
     prev_end = 0  # boundaries sit at the end of the previous unit: whitespace goes with the following segment
@@ -549,6 +549,7 @@ def _assemble_rows(plans, speech, synth, cfg: InterleavedConfig, stats: BuildSta
                      "n_speech_tokens": n_speech})  # fmt: skip
         c = stats.counts
         c["documents"] += 1
+        c["documents_without_speech"] += not spans  # too short for a span at this eta, or nothing speakable
         c["spans_speech"] += len(spans)
         c["speech_tokens"] += n_speech
         c["text_tokens"] += n_text
@@ -763,7 +764,10 @@ def dataset_card(cfg: InterleavedConfig, stats: dict[str, Any], vocab) -> str:
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     )
     rows = [
-        ("documents", stats.get("documents", 0)),
+        (
+            "documents (of which without a speech span)",
+            f"{stats.get('documents', 0)} ({stats.get('documents_without_speech', 0)})",
+        ),
         (
             "skipped (empty / no speakable text)",
             f"{stats.get('skipped_empty', 0)} / {stats.get('skipped_no_speakable_text', 0)}",

@@ -106,6 +106,8 @@ def test_plan_document_bad_inputs_are_counted():
     huge = plan_document("word " * 10_000, rng(0), max_document_chars=1000)
     assert huge.truncated and len("".join(s.text for s in huge.segments)) <= 1000
     # eta=1 over a document whose only span mixes in another script: the span stays text, counted
+    sentence = plan_document("Mary went to 東京 and back.", rng(0), eta=1.0, granularity="sentence")
+    assert sentence.skip_reason is None and [s.modality for s in sentence.segments] == [TEXT]  # kept as text
     mixed = plan_document("Hello 東京 friend", rng(0), eta=1.0)
     assert [s.modality for s in mixed.segments] == [TEXT] and mixed.counts["spans_unspeakable"] == 1
     long = plan_document("a " * 200, rng(0), eta=1.0, max_span_chars=50)
