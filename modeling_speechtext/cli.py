@@ -15,6 +15,7 @@ import sys
 # name -> (module, one-line help). Later stages register their commands here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("modeling_speechtext.commands.pipeline", "run the stages of a preset end to end (resumable)"),
+    "transcribe": ("modeling_speechtext.commands.transcribe", "audio -> speech tokens -> text"),
     "resynthesize": ("modeling_speechtext.commands.resynthesize", "audio -> speech tokens -> decoder -> audio"),
     "interleave": ("modeling_speechtext.commands.interleave", "text -> interleaved speech-text data with a T2T model"),
 }

@@ -51,6 +51,9 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             cosine); keeps code norms equal so no code wins by magnitude alone.
         ema_decay (`float`, defaults to 0.99), ema_epsilon (`float`, defaults to 1e-5): EMA codebook updates with
             Laplace-smoothed counts.
+        quantizer_centering_decay (`float`, *optional*, defaults to 0.95): the quantizer subtracts a running
+            mean (this EMA decay) of the encoder outputs before projecting: the component every frame shares
+            otherwise dominates and the codebook collapses. `None` disables it.
         commitment_weight (`float`, defaults to 1.0): weight of `||z - sg(q)||^2` (10 in the GLM-4-Voice report,
             for unnormalised 1280-dim codes).
         dead_code_threshold (`float`, defaults to 0.03): a code is dead when its EMA usage falls below this
@@ -100,6 +103,7 @@ class SpeechTokenizerConfig(PreTrainedConfig):
     use_cosine_codes: bool = True
     ema_decay: float = 0.99
     ema_epsilon: float = 1e-5
+    quantizer_centering_decay: float | None = 0.95
     commitment_weight: float = 1.0
     dead_code_threshold: float = 0.03
     restart_interval: int = 100
@@ -136,6 +140,8 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             fail("codebook_dim", "must be >= 1 or None (= d_model)")
         if not 0.0 < self.ema_decay < 1.0:
             fail("ema_decay", "must be in (0, 1)")
+        if self.quantizer_centering_decay is not None and not 0.0 <= self.quantizer_centering_decay < 1.0:
+            fail("quantizer_centering_decay", "must be in [0, 1) or None")
         if self.max_source_positions < self.pooling_kernel_size:
             fail("max_source_positions", "must hold at least one pooling window")
         if self.causal_block_size is not None and (

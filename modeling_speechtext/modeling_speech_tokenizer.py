@@ -116,14 +116,38 @@ class SpeechTokenizerVectorQuantizer(nn.Module):
         self.register_buffer("ema_count", torch.empty(config.codebook_size))  # EMA usage per code
         self.register_buffer("ema_sum", torch.empty(config.codebook_size, dim))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("input_mean", torch.zeros(width))  # running mean of encoder outputs (centring)
 
     def _normalize(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(z, dim=-1) if self.config.use_cosine_codes else z
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Encoder output -> code space (float32, normalised for cosine codes)."""
+    def project(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder output -> code space (float32, normalised for cosine codes).
+
+        The running mean of the encoder outputs is subtracted first. Without it, the part every frame shares
+        (the slowly varying sinusoid channels of the positional embedding, the conv stem's offset) dominates:
+        in a test run all projected vectors had cosine 0.999 to each other and the freshly k-means-initialised
+        codebook collapsed to one code within a step. In training (`mask` given) the mean is updated first.
+        """
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return self._normalize(self.project_in(hidden.float()))
+            hidden = hidden.float()
+            if self.config.quantizer_centering_decay is not None:
+                if self.training and mask is not None and mask.any():
+                    # the batch's own mean in training (the common part can jump in one optimiser step),
+                    # the running mean at inference (tokens must not depend on the batch)
+                    batch_mean = self._update_input_mean(hidden[mask].mean(0).detach())
+                    hidden = hidden - batch_mean
+                else:
+                    hidden = hidden - self.input_mean
+            return self._normalize(self.project_in(hidden))
+
+    @torch.no_grad()
+    def _update_input_mean(self, batch_mean: torch.Tensor) -> torch.Tensor:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(batch_mean)
+            batch_mean /= torch.distributed.get_world_size()
+        self.input_mean.lerp_(batch_mean, 1 - self.config.quantizer_centering_decay)
+        return batch_mean
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         codebook = self.codebook.float()
@@ -137,12 +161,15 @@ class SpeechTokenizerVectorQuantizer(nn.Module):
         return self.project_out(F.embedding(token_ids, self.codebook.float()))
 
     @torch.no_grad()
-    def init_codebook(self, vectors: torch.Tensor, kmeans_iters: int = 10, generator=None) -> None:
-        """Start the codebook from real encoder outputs (code space, [N, dim]) by a few k-means steps.
+    def init_codebook(self, hidden: torch.Tensor, kmeans_iters: int = 10, generator=None) -> None:
+        """Start the codebook from real encoder outputs (model width, `[N, d_model]`) by a few k-means steps.
 
         Random init is what collapsed to 1-4 codes in our calibration run; codes born among the data do not.
+        The centring mean starts at these outputs' mean.
         """
-        vectors = self._normalize(vectors.float())
+        if self.config.quantizer_centering_decay is not None:
+            self.input_mean.copy_(hidden.float().mean(0))
+        vectors = self.project(hidden)
         k = self.config.codebook_size
         pick = torch.randint(len(vectors), (k,), generator=generator) if len(vectors) < k else None
         if pick is None:
@@ -197,7 +224,7 @@ class SpeechTokenizerVectorQuantizer(nn.Module):
         return len(dead)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> SpeechTokenizerQuantizerOutput:
-        z = self.project(hidden)
+        z = self.project(hidden, mask)
         ids = self.nearest(z)
         flat_z, flat_ids = z[mask], ids[mask]
         quantized = F.embedding(ids, self.codebook.float())
@@ -245,6 +272,7 @@ class SpeechTokenizerPreTrainedModel(PreTrainedModel):
             init.ones_(module.ema_count)
             init.copy_(module.ema_sum, module.codebook)
             init.zeros_(module.num_updates)
+            init.zeros_(module.input_mean)
 
     def get_output_lengths(self, mel_lengths: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
         """Mel frames (100 Hz) -> (50 Hz encoder frames, 12.5 Hz tokens). The only length arithmetic.
@@ -279,7 +307,6 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         n_pre = config.quantize_position
         self.conv_stem = SpeechTokenizerConvStem(config)
         self.embed_positions = nn.Embedding(config.max_source_positions, config.d_model)
-        self.embed_positions.requires_grad_(False)
         self.layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(n_pre)])
         for index, layer in enumerate(self.layers):
             layer.self_attn.layer_idx = index  # Whisper leaves it unset in the encoder; streaming caches per layer
@@ -287,7 +314,6 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         # A fresh positional embedding after the quantizer, as in the paper: codes carry content, not position.
         max_tokens = -(-config.max_source_positions // config.pooling_kernel_size)
         self.embed_token_positions = nn.Embedding(max_tokens, config.d_model)
-        self.embed_token_positions.requires_grad_(False)
         self.post_layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(config.encoder_layers - n_pre)])
         self.layer_norm = nn.LayerNorm(config.d_model)
         self.ctc_head = nn.Linear(config.d_model, config.asr_vocab_size + 1)
@@ -296,6 +322,13 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             self.aux_ctc_head = nn.Linear(config.d_model, config.asr_vocab_size + 1)
         self.gradient_checkpointing = False
         self.post_init()
+        self.freeze_positional_embeddings()
+
+    def freeze_positional_embeddings(self) -> None:
+        """Both position tables are fixed sinusoids (as Whisper's). `from_pretrained` re-creates parameters
+        trainable, so the training recipe calls this again after loading a checkpoint."""
+        self.embed_positions.requires_grad_(False)
+        self.embed_token_positions.requires_grad_(False)
 
     # ----------------------------------------------------------------- helpers
     @property

@@ -207,18 +207,19 @@ def test_silence_and_shortest_audio_are_handled():
 # ---------------------------------------------------------------- quantizer
 
 
-def test_codebook_init_from_data_uses_many_codes_and_dead_codes_restart():
+def test_codebook_init_from_encoder_outputs_uses_many_codes_and_dead_codes_restart():
     model = tiny_model(codebook_size=16, restart_interval=1)
     vq = model.quantizer
-    centers = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
-    data = centers.repeat_interleave(20, 0) + 0.01 * torch.randn(320, 8)
+    # encoder outputs = 16 clusters around a large shared offset (the common part that centring removes)
+    centers = 5.0 + torch.randn(16, 32)
+    data = centers.repeat_interleave(20, 0) + 0.05 * torch.randn(320, 32)
     vq.init_codebook(data, generator=torch.Generator().manual_seed(0))
-    assert len(set(vq.nearest(vq._normalize(data)).tolist())) >= 12
-    # starve code 0: everything maps elsewhere for many steps -> its EMA usage decays -> it restarts
-    vq.train()
+    assert len(set(vq.nearest(vq.project(data)).tolist())) >= 12
+    torch.testing.assert_close(vq.input_mean, data.mean(0))
+    # starve code 0: its EMA usage is far below the uniform share -> it restarts at an encoder output
     vq.ema_count[0] = 1e-6
     before = vq.codebook[0].clone()
-    restarted = vq._restart_dead_codes(vq._normalize(data))
+    restarted = vq._restart_dead_codes(vq.project(data))
     assert restarted >= 1 and not torch.equal(vq.codebook[0], before)
 
 
