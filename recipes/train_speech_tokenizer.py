@@ -83,6 +83,9 @@ class SpeechTokenizerModelArguments:
     ctc_upsample: int = 1
     aux_ctc_weight: float = 0.3
     dropout: float = 0.0
+    init_from_whisper: str | None = field(
+        default=None, metadata={"help": "a Whisper checkpoint (Hub id or folder) whose encoder initialises ours"}
+    )
 
 
 @dataclass
@@ -151,9 +154,16 @@ def build_model(model_args: SpeechTokenizerModelArguments, tokenizer):
     from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
     from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
 
-    config = SpeechTokenizerConfig(**asdict(model_args), asr_vocab_size=len(tokenizer))
+    fields_ = {k: v for k, v in asdict(model_args).items() if k != "init_from_whisper"}
+    config = SpeechTokenizerConfig(**fields_, asr_vocab_size=len(tokenizer))
     model = SpeechTokenizerModel(config)
     model.set_asr_vocabulary(tokenizer)
+    if model_args.init_from_whisper:
+        from transformers import WhisperModel
+
+        whisper = WhisperModel.from_pretrained(model_args.init_from_whisper)
+        fresh = model.load_whisper_encoder_weights(whisper.get_encoder().state_dict())
+        logger.info("initialised from %s's encoder; new: %s", model_args.init_from_whisper, fresh)
     return model
 
 

@@ -383,3 +383,22 @@ def test_paper_config_matches_whisper_large_v3_encoder_on_meta():
     assert tuple(ours.quantizer.codebook.shape) == (16384, 1280)
     assert len(ours.layers) == 16 and len(ours.post_layers) == 16
     assert cfg.frame_rate == 12.5 and cfg.bitrate == pytest.approx(175.0)
+
+
+def test_init_from_a_whisper_encoder_reproduces_its_hidden_states():
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    dims = dict(d_model=32, encoder_layers=3, encoder_attention_heads=2, encoder_ffn_dim=64, max_source_positions=50)
+    torch.manual_seed(1)
+    whisper = WhisperEncoder(WhisperConfig(**dims)).eval()
+    model = tiny_model(**dims, quantize_position=2)
+    fresh = model.load_whisper_encoder_weights(whisper.state_dict())
+    assert fresh and all(k.startswith(("quantizer", "ctc_head", "embed_token_positions")) for k in fresh)
+    feats = torch.randn(2, 80, 100)  # Whisper's encoder only takes exactly 2 x max_source_positions frames
+    with torch.no_grad():
+        expected = whisper(feats, output_hidden_states=True).hidden_states[2]
+        ours = model._encode_pre_quantizer(feats, None)[0]
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="shape"):
+        tiny_model(d_model=64, max_source_positions=50).load_whisper_encoder_weights(whisper.state_dict())

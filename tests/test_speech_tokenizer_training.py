@@ -207,7 +207,8 @@ def test_paper_preset_builds_on_meta_with_published_sizes():
     from recipes.train_speech_tokenizer import parse_config
 
     _, model_args, _ = parse_config(load_preset("paper")["speech_tokenizer"])
-    cfg = SpeechTokenizerConfig(**asdict(model_args), asr_vocab_size=151_552)  # GLM-4's text vocabulary
+    fields_ = {k: v for k, v in asdict(model_args).items() if k != "init_from_whisper"}
+    cfg = SpeechTokenizerConfig(**fields_, asr_vocab_size=151_552)  # GLM-4 text vocabulary
     with torch.device("meta"):
         model = SpeechTokenizerModel(cfg)
     encoder = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("ctc_head", "embed_token")))
