@@ -335,20 +335,44 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
     def blank_id(self) -> int:
         return self.config.asr_vocab_size
 
-    def _attention_mask(self, valid: torch.Tensor, block: int | None, dtype: torch.dtype) -> torch.Tensor:
-        """[B, 1, T, T] mask: keys must be valid and, with streaming, in the query's block or an earlier one."""
-        allowed = valid[:, None, None, :]
-        if block is not None:
-            blocks = torch.arange(valid.shape[1], device=valid.device) // block
-            allowed = allowed & (blocks[None, :] <= blocks[:, None])[None, None]
-        if self.config._attn_implementation == "eager":
-            return torch.zeros(allowed.shape, dtype=dtype, device=valid.device).masked_fill(
-                ~allowed, torch.finfo(dtype).min
-            )
-        return allowed
+    def _attention_mask(
+        self, valid: torch.Tensor, block: int | None, window: int | None, dtype: torch.dtype, offset: int = 0
+    ) -> torch.Tensor | None:
+        """[B, 1, T_q, T_k] mask, or None when every key may be seen (the fastest SDPA path).
 
-    def _run_layers(self, layers, hidden, valid, block):
-        mask = self._attention_mask(valid, block, hidden.dtype)
+        Keys must be valid (not padding); with `block`, in the query's block or an earlier one (streaming); with
+        `window`, at most `window` frames away. `offset` is the absolute position of the first query (streaming:
+        the keys start at 0, the queries at `offset`).
+        """
+        n_keys = valid.shape[1]
+        keys = torch.arange(n_keys, device=valid.device)
+        queries = keys[offset:]
+        allowed = None if valid.all() else valid[:, None, None, :]
+        pattern = None
+        if block is not None:
+            pattern = (keys[None, :] // block) <= (queries[:, None] // block)
+        if window is not None:
+            near = (keys[None, :] - queries[:, None]).abs() <= window
+            pattern = near if pattern is None else pattern & near
+        if pattern is not None:
+            allowed = pattern[None, None] if allowed is None else allowed & pattern[None, None]
+        if allowed is None or self.config._attn_implementation != "eager":
+            return allowed
+        return torch.zeros(allowed.shape, dtype=dtype, device=valid.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
+
+    def _windows(self, post: bool) -> tuple[int | None, int | None]:
+        """(block, window) in the frames of the pre- (50 Hz) or post-quantizer (token rate) layers."""
+        cfg, k = self.config, self.config.pooling_kernel_size
+        block, window = cfg.causal_block_size, cfg.attention_window
+        if post:
+            block = None if block is None else block // k
+            window = None if window is None else max(1, window // k)
+        return block, window
+
+    def _run_layers(self, layers, hidden, valid, post: bool):
+        mask = self._attention_mask(valid, *self._windows(post), hidden.dtype)
         for layer in layers:
             hidden = layer(hidden, mask)
         return hidden
@@ -406,7 +430,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         frame_valid = torch.arange(hidden.shape[1], device=hidden.device) < frame_lengths[:, None]
         hidden = hidden + self.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
         hidden = F.dropout(hidden, p=self.config.dropout, training=self.training)
-        hidden = self._run_layers(self.layers, hidden, frame_valid, self.config.causal_block_size)
+        hidden = self._run_layers(self.layers, hidden, frame_valid, post=False)
         pooled = self._pool(hidden, frame_valid)
         token_valid = torch.arange(pooled.shape[1], device=pooled.device) < token_lengths[:, None]
         return hidden, frame_valid, pooled, token_valid
@@ -419,8 +443,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
                 f"{quantized.shape[1]} tokens exceed the model's maximum of {self.embed_token_positions.num_embeddings}"
             )
         hidden = quantized + self.embed_token_positions.weight[: quantized.shape[1]].to(quantized.dtype)
-        block = None if cfg.causal_block_size is None else cfg.causal_block_size // cfg.pooling_kernel_size
-        hidden = self.layer_norm(self._run_layers(self.post_layers, hidden, token_valid, block))
+        hidden = self.layer_norm(self._run_layers(self.post_layers, hidden, token_valid, post=True))
         lengths = token_valid.sum(-1)
         if cfg.ctc_upsample > 1:
             hidden = hidden.repeat_interleave(cfg.ctc_upsample, dim=1)
@@ -685,8 +708,11 @@ class SpeechTokenizerStreamingEncoder:
         self.conv_context = h[..., -2:]
         hidden = F.gelu(stem.conv2(h)).transpose(1, 2)
         hidden = hidden + model.embed_positions.weight[self.frames_done : self.frames_done + frames].to(hidden.dtype)
-        for layer in model.layers:  # no mask: a block sees itself and every cached block, i.e. block-causal
-            hidden = layer(hidden, None, cache=self.cache)
+        # keys = every cached frame + this block: block-causal by construction; a window still needs a mask
+        keys = torch.ones(1, self.frames_done + frames, dtype=torch.bool, device=hidden.device)
+        mask = model._attention_mask(keys, None, model.config.attention_window, hidden.dtype, offset=self.frames_done)
+        for layer in model.layers:
+            hidden = layer(hidden, mask, cache=self.cache)
         self.frames_done += frames
         valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
         z = model.quantizer.project(model._pool(hidden, valid))

@@ -80,6 +80,7 @@ class SpeechTokenizerModelArguments:
     restart_interval: int = 100
     causal_conv: bool = False
     causal_block_size: int | None = None
+    attention_window: int | None = None
     ctc_upsample: int = 1
     aux_ctc_weight: float = 0.3
     dropout: float = 0.0

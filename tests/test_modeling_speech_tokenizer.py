@@ -81,6 +81,7 @@ def test_config_round_trip_and_derived_rates(tmp_path):
         ("codebook_size", 1),
         ("asr_head", "decoder"),
         ("ema_decay", 1.0),
+        ("attention_window", 0),
     ],
 )
 def test_config_rejects_bad_values(field, value):
@@ -177,8 +178,9 @@ def test_block_causal_prefix_gives_identical_tokens():
     assert not torch.allclose(a[0, : b.shape[1]], b[0], atol=1e-4)
 
 
-def test_streaming_encoder_block_by_block_equals_offline():
-    model = tiny_model(causal_conv=True, causal_block_size=8)
+@pytest.mark.parametrize("window", [None, 6])
+def test_streaming_encoder_block_by_block_equals_offline(window):
+    model = tiny_model(causal_conv=True, causal_block_size=8, attention_window=window)
     feats = torch.randn(1, 80, 517)  # not a multiple of the block: the last block is partial
     offline, lengths = model.encode(feats)
     stream, streamed, start = model.streaming_encoder(), [], 0
@@ -202,6 +204,21 @@ def test_silence_and_shortest_audio_are_handled():
     ids = encode_waveforms(model, fe, [silence, shortest])
     assert [len(t) for t in ids] == [13, 1]  # 1 s -> 13 tokens (12.5 Hz, rounded up); 25 ms -> one token
     assert all(0 <= t < model.config.codebook_size for row in ids for t in row)
+
+
+def test_attention_window_limits_the_receptive_field():
+    model = tiny_model(attention_window=4)  # 2 layers before the VQ: +-8 frames (+ the conv stem's 3)
+    feats = torch.randn(1, 80, 200)
+    far = feats.clone()
+    far[..., 60:] += 5.0  # mel frame 60 = 50 Hz frame 30: more than 11 frames from frames 0..15
+    a = model._encode_pre_quantizer(feats, None)[0]
+    b = model._encode_pre_quantizer(far, None)[0]
+    torch.testing.assert_close(a[:, :16], b[:, :16])
+    assert not torch.allclose(a[:, 25:35], b[:, 25:35])
+    full = tiny_model()
+    assert not torch.allclose(
+        full._encode_pre_quantizer(feats, None)[0][:, :16], full._encode_pre_quantizer(far, None)[0][:, :16]
+    )
 
 
 # ---------------------------------------------------------------- quantizer
