@@ -56,6 +56,7 @@ class ScriptArguments:
         default=None, metadata={"help": "ASR vocabulary; default <run_dir>/text_tokenizer"}
     )
     output_dir: str | None = field(default=None, metadata={"help": "default: <run_dir>/speech_tokenizer"})
+    feature_cache_dir: str | None = field(default=None, metadata={"help": "log-mel cache; default <output_dir>/cache"})
 
 
 @dataclass
@@ -119,6 +120,7 @@ class SpeechTokenizerTrainingArguments:
     eval_steps: int = 250
     save_steps: int = 250
     save_total_limit: int = 1
+    keep_feature_cache: bool = field(default=False, metadata={"help": "keep <output_dir>/cache after training"})
     num_threads: int | None = None
     resume: bool = True
 
@@ -142,6 +144,7 @@ def resolve_paths(script: ScriptArguments) -> dict[str, Path]:
         "text_tokenizer": pick(script.text_tokenizer, "text_tokenizer"),
         "output_dir": pick(script.output_dir, "speech_tokenizer"),
     }
+    paths["cache"] = Path(script.feature_cache_dir) if script.feature_cache_dir else paths["output_dir"] / "cache"
     if not paths["dataset"].is_dir():
         raise FileNotFoundError(f"speech corpus not found at {paths['dataset']} (run the speech_corpus stage)")
     if not (paths["text_tokenizer"] / "tokenizer_config.json").is_file():
@@ -250,7 +253,7 @@ def prepare_data(paths, feature_extractor, tokenizer, args, accelerator) -> Data
     for split in ("train", "validation"):
         if split not in corpus:
             raise ValueError(f"{paths['dataset']}: no {split!r} split (has {list(corpus)})")
-    cache = paths["output_dir"] / "cache"
+    cache = paths["cache"]
     with accelerator.main_process_first():  # rank 0 computes the features, the others read its cache
         train = load_or_compute_features(corpus["train"], feature_extractor, cache, "train", args.max_train_clips)
         val = load_or_compute_features(
@@ -437,9 +440,7 @@ def finish(model, feature_extractor, tokenizer, data, paths, state, args, train_
     for name in corpus:
         fs = data.validation if name == "validation" else None
         if fs is None:
-            fs = load_or_compute_features(
-                corpus[name], feature_extractor, out_dir / "cache", name, args.max_eval_clips
-            )
+            fs = load_or_compute_features(corpus[name], feature_extractor, paths["cache"], name, args.max_eval_clips)
         result, _, _ = evaluate_speech_tokenizer(model, fs, args.max_batch_frames * 2, args.max_batch_size * 2)
         counts[name] = result.pop("codebook_counts")
         splits[name] = result
@@ -463,6 +464,8 @@ def finish(model, feature_extractor, tokenizer, data, paths, state, args, train_
     (out_dir / "training_log.json").write_text(json.dumps({"history": state["history"], "evals": state["evals"]}))
     plot(state, counts, cfg.codebook_size, out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the final folder supersedes them
+    if not args.keep_feature_cache and paths["cache"] == out_dir / "cache":
+        shutil.rmtree(paths["cache"], ignore_errors=True)  # hundreds of MB at tiny scale; not part of the model
     return {k: v for k, v in metrics.items() if k != "examples"}
 
 
