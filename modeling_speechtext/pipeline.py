@@ -37,7 +37,9 @@ class StageSpec:
 
 # Order matters: a stage reads the folders of the stages before it.
 STAGES: list[StageSpec] = [
-    StageSpec("text_corpus", "dataset_builders.text_corpus:run_stage", "documents + sentences (tiny world or open text)"),
+    StageSpec(
+        "text_corpus", "dataset_builders.text_corpus:run_stage", "documents + sentences (tiny world or open text)"
+    ),
     StageSpec("speech_corpus", "dataset_builders.speech_corpus:run_stage", "offline multi-voice TTS speech"),
     StageSpec("text_tokenizer", "dataset_builders.text_tokenizer:run_stage", "byte-level BPE for the text side"),
     StageSpec("speech_tokenizer", "recipes.train_speech_tokenizer:run_stage", "ASR-supervised VQ tokenizer, 12.5 Hz"),
