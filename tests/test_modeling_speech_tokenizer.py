@@ -101,6 +101,9 @@ def test_length_arithmetic_matches_features_and_model(samples):
     frames, tokens = model.get_output_lengths(torch.tensor(feats.shape[-1]))
     assert int(frames) == -(-(samples // 160) // 2)
     assert int(tokens) == -(-int(frames) // 4)
+    assert int(model._get_feat_extract_output_lengths(torch.tensor(feats.shape[-1]))) == int(frames)
+    _, _, pooled, _ = model._encode_pre_quantizer(torch.from_numpy(feats)[None], None)
+    assert pooled.shape[1] == int(tokens)  # the arithmetic matches what the layers actually produce
     ids, lengths = model.encode(torch.from_numpy(feats)[None])
     assert ids.shape == (1, int(tokens)) and int(lengths[0]) == int(tokens)
     # ~12.5 tokens per second: one token per 1280 samples, rounded up
@@ -419,3 +422,13 @@ def test_init_from_a_whisper_encoder_reproduces_its_hidden_states():
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="shape"):
         tiny_model(d_model=64, max_source_positions=50).load_whisper_encoder_weights(whisper.state_dict())
+
+
+@pytest.mark.parametrize("kernel,rate", [(8, 6.25), (4, 12.5), (2, 25.0), (1, 50.0)])
+def test_pooling_kernel_sets_the_token_rate(kernel, rate):
+    model = tiny_model(pooling_kernel_size=kernel, asr_vocab_size=40)
+    fe = build_feature_extractor(model.config)
+    (ids,) = encode_waveforms(model, fe, [np.full(32000, 0.01, dtype=np.float32)])  # 2 s
+    assert model.config.frame_rate == rate and len(ids) == int(np.ceil(2 * rate))
+    out = model(torch.randn(1, 80, 200), labels=torch.tensor([[1, 2]]))
+    assert out.token_ids.shape[1] == int(np.ceil(100 / kernel)) and torch.isfinite(out.loss)
