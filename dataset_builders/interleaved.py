@@ -291,6 +291,7 @@ class InterleavedConfig:
         overwrite: when `output_dir` holds a build with another config: `False` -> error, `True` -> rebuild.
         push_to_hub: a dataset repo id to upload to after the build (`private` for a private repo).
         device: where the text-to-token model runs; `auto` = this rank's GPU if there is one, else CPU.
+        num_threads: torch threads per worker (default: the cores divided among the workers).
     """
 
     source: str
@@ -318,6 +319,7 @@ class InterleavedConfig:
     push_to_hub: str | None = None
     private: bool = False
     device: str = "auto"
+    num_threads: int | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.eta <= 1.0:
@@ -345,7 +347,7 @@ class InterleavedConfig:
         keep = {
             k: v
             for k, v in asdict(self).items()
-            if k not in {"output_dir", "num_proc", "overwrite", "device", "push_to_hub", "private"}
+            if k not in {"output_dir", "num_proc", "overwrite", "device", "num_threads", "push_to_hub", "private"}
         }
         weights = sorted(Path(self.t2t).glob("*.safetensors"))
         keep["t2t_weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
@@ -669,13 +671,13 @@ def build_interleaved(cfg: InterleavedConfig | dict[str, Any]) -> dict[str, Any]
     }
     logger.info("rank %d/%d: %d of %d shards to build", rank, world, sum(map(len, mine.values())), plan.num_shards)
     if cfg.num_proc == 1:
-        threads = max(1, (os.cpu_count() or 1) // world) if world > 1 else None
+        threads = cfg.num_threads or (max(1, (os.cpu_count() or 1) // world) if world > 1 else None)
         _build_shards(asdict(cfg), mine[0], threads)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // n_workers)
         with ProcessPoolExecutor(cfg.num_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
             for fut in [pool.submit(_build_shards, asdict(cfg), shards, threads) for shards in mine.values()]:
                 fut.result()

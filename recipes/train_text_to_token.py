@@ -78,6 +78,9 @@ class TextToTokenArguments:
     # evaluation
     tts_eval_samples: int = field(default=200, metadata={"help": "held-out sentences for the TTS WER (0: skip)"})
     keep_checkpoints: bool = False
+    num_threads: int | None = field(
+        default=None, metadata={"help": "torch threads; 1 on a shared machine (OpenMP spin-waits when oversubscribed)"}
+    )
 
 
 def _resolve(args: TextToTokenArguments) -> dict[str, Path | None]:
@@ -216,6 +219,8 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     )
 
     start = time.perf_counter()
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     set_seed(training_args.seed)
     paths = _resolve(args)
     output_dir = Path(training_args.output_dir)

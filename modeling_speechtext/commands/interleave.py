@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--documents_per_shard", type=int)
     parser.add_argument("--chunk_documents", type=int, help="documents synthesized together")
     parser.add_argument("--num_proc", type=int, help="local worker processes")
+    parser.add_argument("--num_threads", type=int, help="torch threads per worker")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top_k", type=int)
