@@ -107,7 +107,9 @@ class SpeechTokenizerTrainingArguments:
     quantizer_warmup_steps: int = 200
     quantizer_start_loss: float | None = field(
         default=None,
-        metadata={"help": "also wait (up to 2x quantizer_warmup_steps) until the running CTC loss is below this"},
+        metadata={
+            "help": "also wait until the running CTC loss is below this (up to 2x quantizer_warmup_steps or 60% of max_steps)"
+        },
     )
     codebook_init_batches: int = 8
     kmeans_iters: int = 10
@@ -267,9 +269,10 @@ def prepare_data(paths, feature_extractor, tokenizer, args, accelerator) -> Data
 
 def quantizer_ready(args, step: int, ctc_ema: float | None) -> bool:
     """Quantize once the encoder has learned something: k-means on untrained outputs collapses to a few codes."""
-    if step < args.quantizer_warmup_steps:
+    latest = min(2 * args.quantizer_warmup_steps, int(0.6 * args.max_steps))  # leave time to train with the VQ
+    if step < min(args.quantizer_warmup_steps, latest):
         return False
-    if args.quantizer_start_loss is None or step >= 2 * args.quantizer_warmup_steps:
+    if args.quantizer_start_loss is None or step >= latest:
         return True
     return ctc_ema is not None and ctc_ema < args.quantizer_start_loss
 
