@@ -20,20 +20,22 @@ def mel_l1(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float((predicted[:n] - target[:n]).abs().mean())
 
 
-def _dct_matrix(n_mels: int, n_ceps: int) -> torch.Tensor:
+def _cepstrum_matrix(n_mels: int, n_ceps: int) -> torch.Tensor:
+    """Rows k = 0..n_ceps-1 of `c_k = 1/N sum_m log S_m cos(pi k (m + 1/2) / N)`: the real cepstrum of the
+    (even-extended) log-amplitude mel spectrum, the scale the MCD formula below assumes."""
     k = torch.arange(n_ceps, dtype=torch.float64)[:, None]
     m = torch.arange(n_mels, dtype=torch.float64)[None]
-    basis = torch.cos(math.pi / n_mels * (m + 0.5) * k) * math.sqrt(2.0 / n_mels)
-    basis[0] /= math.sqrt(2.0)
-    return basis.float()  # orthonormal DCT-II rows
+    return (torch.cos(math.pi / n_mels * (m + 0.5) * k) / n_mels).float()
 
 
 def mel_cepstral_distortion(predicted: torch.Tensor, target: torch.Tensor, n_ceps: int = 13) -> float:
-    """MCD in dB from aligned natural-log mels: `10/ln10 * sqrt(2 * sum_{d=1..n_ceps-1} (c_d - c'_d)^2)`,
-    averaged over frames. c0 (loudness) is excluded; no DTW, since decoder frames are aligned to the tokens."""
+    """MCD in dB from aligned natural-log amplitude mels `[frames, n_mels]`:
+    `10/ln10 * sqrt(2 * sum_{k=1..n_ceps-1} (c_k - c'_k)^2)` per frame, averaged. c0 (loudness) is excluded;
+    no DTW, since decoder frames are aligned to the tokens. Mel-cepstra from an 80-bin mel, so comparable
+    across runs of this project, not to SPTK mcep-based MCDs of other papers."""
     n = min(predicted.shape[0], target.shape[0])
-    dct = _dct_matrix(predicted.shape[1], n_ceps)
-    diff = (predicted[:n].float() - target[:n].float()) @ dct.T
+    basis = _cepstrum_matrix(predicted.shape[1], n_ceps)
+    diff = (predicted[:n].float() - target[:n].float()) @ basis.T
     return float((10.0 / math.log(10.0)) * torch.sqrt(2.0 * (diff[:, 1:] ** 2).sum(-1)).mean())
 
 
