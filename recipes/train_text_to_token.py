@@ -75,6 +75,10 @@ class TextToTokenArguments:
     max_tokens_per_char_margin: float = field(
         default=1.5, metadata={"help": "runaway guard = margin x the 99.9th percentile of the data's tokens/char"}
     )
+    temperature_grid: list[float] | None = field(
+        default=None,
+        metadata={"help": "choose the temperature (0 = greedy) by TTS WER on other held-out sentences"},
+    )
     # evaluation
     tts_eval_samples: int = field(default=200, metadata={"help": "held-out sentences for the TTS WER (0: skip)"})
     keep_checkpoints: bool = False
@@ -156,23 +160,53 @@ def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
     }
 
 
-def evaluate_tts(synth, speech_tokenizer_dir: Path, rows, n: int, seed: int) -> dict[str, Any]:
-    """TTS WER of `synth` on `n` held-out sentences, next to the speech tokenizer's WER on their real tokens."""
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
-    from modeling_speechtext.text_normalization import normalize_text
-    from modeling_speechtext.text_to_token import tts_wer
-
+def _eval_sentences(rows, n: int) -> tuple[list[str], list[list[int]]]:
+    """Up to `n` distinct held-out sentences with the real tokens of their first utterance."""
     seen, texts, real = set(), [], []
-    for text, ids in zip(rows["text"], rows["speech_ids"]):  # one utterance per sentence, first voice
+    for text, ids in zip(rows["text"], rows["speech_ids"]):
         if text and ids and text not in seen:
             seen.add(text)
             texts.append(text)
             real.append(list(ids))
         if len(texts) >= n:
             break
+    return texts, real
+
+
+def choose_temperature(synth, transcribe, texts: list[str], grid: list[float], seed: int) -> dict[str, float]:
+    """TTS WER per temperature (0 = greedy) on tuning sentences; the synthesizer keeps the best one."""
+    from modeling_speechtext.text_normalization import normalize_text
+    from modeling_speechtext.text_to_token import tts_wer
+
+    scores = {}
+    for t in grid:
+        ids = synth.synthesize(texts, seed=seed, **({"do_sample": False} if t <= 0 else {"temperature": t}))
+        scores[t] = tts_wer(transcribe, texts, ids, normalize=normalize_text)["tts_wer"]
+    best = min(scores, key=lambda t: (scores[t], -t))
+    synth.config.do_sample, synth.config.temperature = best > 0, best if best > 0 else synth.config.temperature
+    return {f"tune_tts_wer_t{t:g}": round(w, 4) for t, w in scores.items()} | {"chosen_temperature": best}
+
+
+def evaluate_tts(synth, speech_tokenizer_dir: Path, rows, n: int, seed: int, grid: list[float] | None = None):
+    """TTS WER of `synth` on `n` held-out sentences, next to the speech tokenizer's WER on their real tokens.
+
+    With a temperature `grid`, the temperature is chosen on *other* held-out sentences (the next `n`), so the
+    reported TTS WER is not tuned on the sentences it is measured on.
+    """
+    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.text_normalization import normalize_text
+    from modeling_speechtext.text_to_token import tts_wer
+
+    texts, real = _eval_sentences(rows, 2 * n if grid else n)
     tokenizer, _ = load_speech_tokenizer(speech_tokenizer_dir)
+    metrics: dict[str, Any] = {}
+    if grid:
+        tune = texts[n:] or texts  # too few sentences: tune on the report set (flagged below)
+        metrics = choose_temperature(synth, tokenizer.transcribe_tokens, tune, grid, seed)
+        metrics["tuned_on_separate_sentences"] = len(texts) > n
+        texts, real = texts[:n], real[:n]
     out = synth.synthesize(texts, return_dict=True, seed=seed)
-    metrics = tts_wer(tokenizer.transcribe_tokens, texts, out.speech_ids, real, normalize=normalize_text)
+    metrics.update(tts_wer(tokenizer.transcribe_tokens, texts, out.speech_ids, real, normalize=normalize_text))
     greedy = synth.synthesize(texts, do_sample=False)
     metrics["tts_wer_greedy"] = tts_wer(tokenizer.transcribe_tokens, texts, greedy, normalize=normalize_text)[
         "tts_wer"
@@ -289,8 +323,12 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         **{k: round(v, 4) for k, v in guard.items()},
     }
     if args.tts_eval_samples and paths["speech_tokenizer"] is not None:
-        tts = evaluate_tts(synth, paths["speech_tokenizer"], eval_rows, args.tts_eval_samples, training_args.seed)
+        tts = evaluate_tts(
+            synth, paths["speech_tokenizer"], eval_rows, args.tts_eval_samples, training_args.seed,
+            args.temperature_grid,
+        )  # fmt: skip
         metrics.update({k: round(v, 4) if isinstance(v, float) else v for k, v in tts.items()})
+        synth.config.save(output_dir)  # the chosen temperature
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

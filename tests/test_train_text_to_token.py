@@ -106,6 +106,7 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
         "tts_eval_samples": 4,
         "keep_checkpoints": True,
         "temperature": 0.9,
+        "temperature_grid": [0.9, 1.3],
     }
     out = tmp_path / "text_to_token"
     m1 = run_stage(config, out, tmp_path)
@@ -114,7 +115,8 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
     assert {"tts_wer", "real_token_wer", "tts_over_real", "tts_wer_greedy", "synthesis_tokens_per_second"} <= set(m1)
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2 and (out / "loss_curve.png").is_file()
     synth = TextToTokenSynthesizer.from_pretrained(out)
-    assert synth.vocab.codebook_size == K and synth.config.temperature == 0.9
+    assert m1["chosen_temperature"] in (0.9, 1.3) and m1["tuned_on_separate_sentences"]
+    assert synth.vocab.codebook_size == K and synth.config.temperature == m1["chosen_temperature"]
     assert synth.config.max_tokens_per_char == pytest.approx(m1["max_tokens_per_char"])
     assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2]) for t in ids)
     # a longer run in the same folder resumes from the last checkpoint instead of starting over
