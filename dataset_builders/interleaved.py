@@ -503,25 +503,40 @@ def _plan_documents(docs, cfg: InterleavedConfig, stats: BuildStats) -> list[tup
     return plans
 
 
+def speech_pieces(speech_text: str) -> list[str]:
+    """The sentences of a span, synthesized one by one and concatenated: the text-to-token model learned from
+    single sentences and tends to close `<|end_of_audio|>` after the first one of a longer span."""
+    pieces = [speech_text[a:b] for a, b in split_units(speech_text, "sentence")]
+    return pieces or [speech_text]
+
+
 def _synthesize_spans(plans, synth, cfg: InterleavedConfig, stats: BuildStats) -> list[list[list[int]]]:
-    """Every speech span of the chunk in one `synthesize` call (the batching is what makes it fast); a runaway
-    generation (cut by the token budget) would misrepresent its span, so that span goes back to text."""
+    """Every sentence of every speech span of the chunk in one `synthesize` call (the batching is what makes it
+    fast). A runaway generation (cut by the token budget) would misrepresent its span, so that span goes back to
+    text."""
     from modeling_speechtext.text_to_token import stable_seed
 
-    requests = [
-        (p, s) for p, (_, plan) in enumerate(plans) for s, seg in enumerate(plan.segments) if seg.modality == SPEECH
-    ]
+    requests = []  # (doc, segment, piece index, text)
+    for p, (_, plan) in enumerate(plans):
+        for s, seg in enumerate(plan.segments):
+            if seg.modality == SPEECH:
+                requests += [(p, s, k, piece) for k, piece in enumerate(speech_pieces(seg.speech_text))]
     start = time.perf_counter()
     out = synth.synthesize(
-        [plans[p][1].segments[s].speech_text for p, s in requests],
-        seeds=[stable_seed(cfg.seed, plans[p][0], s) for p, s in requests],
+        [text for *_, text in requests],
+        seeds=[stable_seed(cfg.seed, plans[p][0], s, k) for p, s, k, _ in requests],
         return_dict=True,
     )
     stats.counts["synthesis_seconds_x1000"] += int(1000 * (time.perf_counter() - start))
-    speech: list[list[list[int]]] = [[] for _ in plans]  # per document, its speech spans' ids in order
-    for (p, s), ids, cut in zip(requests, out.speech_ids, out.truncated):
+    stats.counts["synthesized_sentences"] += len(requests)
+    spans: dict[tuple[int, int], list[int] | None] = {}
+    for (p, s, _, _), ids, cut in zip(requests, out.speech_ids, out.truncated):
         stats.counts["synthesized_tokens"] += len(ids)
-        if cut:
+        done = spans.setdefault((p, s), [])
+        spans[p, s] = None if cut or done is None else done + ids
+    speech: list[list[list[int]]] = [[] for _ in plans]  # per document, its speech spans' ids in order
+    for (p, s), ids in spans.items():  # insertion order = document order, segment order
+        if ids is None:
             stats.counts["spans_runaway"] += 1
             plans[p][1].segments[s] = Segment(TEXT, plans[p][1].segments[s].text)
         else:
@@ -911,6 +926,7 @@ __all__ = [
     "speakable_text",
     "plan_document",
     "merge_text_segments",
+    "speech_pieces",
     "assemble_example",
     "open_text_source",
     "iter_documents",

@@ -173,3 +173,10 @@ def test_cli_interleave_arguments(tmp_path, capsys):
     # the command module imports neither torch nor datasets at start-up (they load inside `run`)
     code = "import sys, modeling_speechtext.commands.interleave; print('torch' in sys.modules or 'datasets' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_speech_pieces_split_spans_into_sentences():
+    from dataset_builders.interleaved import speech_pieces
+
+    assert speech_pieces("Mary went home. Where is John? garden.") == ["Mary went home.", "Where is John?", "garden."]
+    assert speech_pieces("went to the") == ["went to the"]
