@@ -178,5 +178,15 @@ def test_cli_interleave_arguments(tmp_path, capsys):
 def test_speech_pieces_split_spans_into_sentences():
     from dataset_builders.interleaved import speech_pieces
 
-    assert speech_pieces("Mary went home. Where is John? garden.") == ["Mary went home.", "Where is John?", "garden."]
+    assert speech_pieces("Mary went to the hallway. John is in the garden.") == [
+        "Mary went to the hallway.",
+        "John is in the garden.",
+    ]
+    # short sentences join a neighbour: "Where is John?" + the one-word answer
+    assert speech_pieces("Mary went to the hallway. Where is John? garden.") == [
+        "Mary went to the hallway.",
+        "Where is John? garden.",
+    ]
+    assert speech_pieces("Mary went to the hallway. garden.") == ["Mary went to the hallway. garden."]
     assert speech_pieces("went to the") == ["went to the"]
+    assert speech_pieces("A. B. C. D. E.", min_words=2) == ["A. B.", "C. D. E."]
