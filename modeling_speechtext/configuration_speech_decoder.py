@@ -74,6 +74,10 @@ class SpeechDecoderConfig(PreTrainedConfig):
             Probability of dropping the token condition during training (what makes guidance possible).
         sigma_min (`float`, *optional*, defaults to 1e-6):
             Minimum noise of the optimal-transport path.
+        prior_loss_weight (`float`, *optional*, defaults to 0.0):
+            > 0 adds a Grad-TTS-style prior: a linear head predicts a coarse mel from the condition (L1 loss with
+            this weight) and the flow starts from `prior + noise` instead of pure noise, so it only has to add
+            detail. 0 = CosyVoice's start from N(0, I).
         t_scheduler (`str`, *optional*, defaults to `"cosine"`):
             Time grid of the sampler (and training time distribution): `"cosine"` (`1 - cos(t pi / 2)`, finer
             near the noise end as in CosyVoice) or `"linear"`.
@@ -137,6 +141,7 @@ class SpeechDecoderConfig(PreTrainedConfig):
     cfg_strength: float = 0.7
     cfg_dropout: float = 0.2
     sigma_min: float = 1e-6
+    prior_loss_weight: float = 0.0
     t_scheduler: str = "cosine"
     voice_names: list[str] | None = None
     default_voice: str | None = None

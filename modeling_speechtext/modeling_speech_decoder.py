@@ -283,6 +283,8 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
         self.length_regulator = SpeechDecoderLengthRegulator(config)
         self.voice_embed = nn.Embedding(config.num_voices, config.hidden_size) if config.num_voices else None
         self.estimator = SpeechDecoderEstimator(config)
+        # Grad-TTS-style prior: a coarse mel from the condition, where the flow starts (see the config)
+        self.prior_head = nn.Linear(config.hidden_size, config.n_mels) if config.prior_loss_weight > 0 else None
         self.vocoder = build_vocoder(config)
         self.post_init()
 
@@ -405,6 +407,7 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
             prediction = self.estimator(torch.zeros_like(target), zeros_t, mu, positions, frame_mask)
             error = (prediction - target).abs()
         else:
+            mu_full = mu
             if self.training and c.cfg_dropout > 0:  # drop the condition: the unconditional model for guidance
                 keep = torch.rand(mu.shape[0], 1, 1, device=mu.device) >= c.cfg_dropout
                 mu = mu * keep
@@ -412,11 +415,16 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
             if c.t_scheduler == "cosine":
                 t = 1 - torch.cos(t * 0.5 * math.pi)
             noise = torch.randn_like(target)
+            if self.prior_head is not None:
+                prior = self.prior_head(mu_full)
+                noise = noise + prior.detach()  # the prior learns from its own L1 loss only
             tt = t[:, None, None]
             x_t = (1 - (1 - c.sigma_min) * tt) * noise + tt * target
             velocity = target - (1 - c.sigma_min) * noise
             prediction = self.estimator(x_t, t, mu, positions, frame_mask)
             error = (prediction - velocity) ** 2
+            if self.prior_head is not None:
+                error = error + c.prior_loss_weight * (prior - target).abs()
         m = frame_mask[..., None].to(error.dtype)
         loss = (error * m).sum() / (m.sum() * c.n_mels).clamp(min=1)
         out = SpeechDecoderOutput(loss=loss, prediction=prediction, frame_mask=frame_mask)
@@ -445,7 +453,7 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
                 caches[0] if caches else None, key_start,
             )  # fmt: skip
         grid = _schedule(num_steps, c.t_scheduler, mu.device)
-        x = noise
+        x = noise if self.prior_head is None else noise + self.prior_head(mu)
         for s in range(num_steps):
             v = self._velocity(x, grid[s], mu, positions, frame_mask, cfg, caches[s] if caches else None, key_start)
             x = x + (grid[s + 1] - grid[s]) * v

@@ -74,6 +74,7 @@ class ModelArguments:
     num_steps: int = 10
     cfg_strength: float = 0.7
     cfg_dropout: float = 0.2
+    prior_loss_weight: float = 0.0
     t_scheduler: str = "cosine"
     griffin_lim_iters: int = 32
     first_chunk_tokens: int = 10

@@ -67,9 +67,9 @@ def test_block_attention_mask():
     assert padded[4].tolist() == [True, True, True, False, True, False]  # padding masked, self kept (no NaN)
 
 
-@pytest.mark.parametrize("objective", ["flow_matching", "regression"])
-def test_forward_loss_and_gradients(objective):
-    model = tiny_model(objective=objective, voice_names=["a", "b"]).train()
+@pytest.mark.parametrize("objective, prior", [("flow_matching", 0.0), ("regression", 0.0), ("flow_matching", 1.0)])
+def test_forward_loss_and_gradients(objective, prior):
+    model = tiny_model(objective=objective, prior_loss_weight=prior, voice_names=["a", "b"]).train()
     ids = torch.randint(0, 64, (2, 10))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
@@ -142,7 +142,10 @@ def test_remote_code_round_trip_in_fresh_process(tmp_path):
     assert result.stdout.strip().endswith("ok")
 
 
-@pytest.mark.parametrize("overrides", [dict(), dict(cfg_strength=0.0, context_blocks=2), dict(objective="regression")])
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(cfg_strength=0.0, context_blocks=2), dict(objective="regression"), dict(prior_loss_weight=1.0)],
+)
 def test_streaming_matches_offline(overrides):
     model = tiny_model(**overrides)
     ids = torch.randint(0, 64, (57,)).tolist()
