@@ -75,3 +75,20 @@ def test_prompt_format_and_tts_wer():
     assert out["tts_over_real"] == float("inf")
     with pytest.raises(ValueError, match="empty"):
         tts_wer(transcribe, [""], [[0]])
+
+
+def test_row_budget_and_straggler_cut():
+    import torch
+
+    from modeling_speechtext.text_to_token import _row_budget_criterion
+
+    def batch(n_new):  # prompt of 2 tokens; rows 0-2 closed with <|end_of_audio|> (id 9) after 2 speech tokens
+        rows = [[1, 1] + [5, 5, 9] + [0] * (n_new - 3) for _ in range(3)] + [[1, 1] + [5] * n_new]
+        return torch.tensor(rows)
+
+    plain = _row_budget_criterion([100, 100, 100, 8], 2, 9, None)
+    assert plain(batch(6), None).tolist() == [False] * 4
+    assert plain(batch(9), None).tolist() == [False, False, False, True]  # row 3 reached its budget + 1
+    cut = _row_budget_criterion([100] * 4, 2, 9, 2.0)
+    assert not cut(batch(6), None).any()  # 6 <= 2 x median(2) + 2: still a plausible length
+    assert cut(batch(7), None).all()  # the straggler is cut (and flagged by the synthesizer)
