@@ -59,7 +59,9 @@ class SynthesisConfig:
             longest budget (no per-step `torch.cat`: faster when every row runs long, slower when most rows stop
             early because attention then spans the whole preallocated length; measured both ways here).
         straggler_factor: cut rows still generating at this multiple of the median length of the rows of their
-            batch that already ended (see `_row_budget_criterion`); None = only the per-character budget.
+            batch that already ended (see `_row_budget_criterion`). Off (None) by default: it makes a row's output
+            depend on its batch-mates, so naive and batched synthesis, or two shard layouts of one interleaved
+            build, would no longer agree; a speed option for one-off runs where that does not matter.
     """
 
     do_sample: bool = True
@@ -71,7 +73,7 @@ class SynthesisConfig:
     batch_size: int = 64
     seed: int = 0
     cache_implementation: str | None = None
-    straggler_factor: float | None = 2.0
+    straggler_factor: float | None = None
 
     def __post_init__(self):
         if self.temperature <= 0 and self.do_sample:
