@@ -74,6 +74,12 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             fast speech still has enough frames for the label sequence.
         aux_ctc_weight (`float`, defaults to 0.0): weight of an auxiliary CTC loss on the 50 Hz pre-quantizer
             frames (gives the lower layers a direct signal); 0 builds no auxiliary head.
+        aux_ctc_units (`str`, defaults to `"asr"`): targets of the auxiliary CTC. `"asr"`: the same subwords as
+            the main head. `"chars"`: the letters of the scoring-normalised text (`aux_char_vocab`), which 50 Hz
+            has frames enough for (about 15 characters/s of speech) and which every word shares, so the lower
+            layers learn sounds from every clip instead of one word id at a time.
+        aux_char_vocab (`str`, defaults to lowercase letters, digits, apostrophe and space): the character set
+            of `aux_ctc_units="chars"`; other characters are dropped from the targets.
         asr_vocab (`list[str]`, *optional*): the subword pieces (byte-level BPE strings) of the ASR vocabulary,
             saved with the model so `transcribe_tokens` works without any other file.
         asr_byte_level (`bool`, defaults to `True`): pieces use the GPT-2 byte alphabet (`Ġ` = space).
@@ -118,6 +124,8 @@ class SpeechTokenizerConfig(PreTrainedConfig):
     asr_vocab_size: int = 256
     ctc_upsample: int = 1
     aux_ctc_weight: float = 0.0
+    aux_ctc_units: str = "asr"
+    aux_char_vocab: str = "abcdefghijklmnopqrstuvwxyz0123456789' "
     asr_vocab: list[str] | None = None
     asr_byte_level: bool = True
     asr_special_ids: list[int] | None = None
@@ -161,6 +169,10 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             fail("asr_vocab_size", "must be >= 1")
         if self.ctc_upsample < 1:
             fail("ctc_upsample", "must be >= 1")
+        if self.aux_ctc_units not in ("asr", "chars"):
+            fail("aux_ctc_units", 'must be "asr" or "chars"')
+        if self.aux_ctc_units == "chars" and (not self.aux_char_vocab or len(set(self.aux_char_vocab)) != len(self.aux_char_vocab)):
+            fail("aux_char_vocab", "must be a non-empty string of distinct characters")
         if self.asr_vocab is not None and len(self.asr_vocab) != self.asr_vocab_size:
             fail("asr_vocab", f"has {len(self.asr_vocab)} pieces but asr_vocab_size is {self.asr_vocab_size}")
 
@@ -194,6 +206,11 @@ class SpeechTokenizerConfig(PreTrainedConfig):
     def bitrate(self) -> float:
         """Bits per second of the token stream: `tokens_per_second * log2(codebook_size)` (175 for the paper)."""
         return self.tokens_per_second * math.log2(self.codebook_size)
+
+    @property
+    def aux_vocab_size(self) -> int:
+        """Labels of the auxiliary CTC head (its blank is this id)."""
+        return len(self.aux_char_vocab) if self.aux_ctc_units == "chars" else self.asr_vocab_size
 
     @property
     def resolved_codebook_dim(self) -> int:

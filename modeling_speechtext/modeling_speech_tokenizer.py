@@ -319,7 +319,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         self.ctc_head = nn.Linear(config.d_model, config.asr_vocab_size + 1)
         if config.aux_ctc_weight > 0:
             self.aux_layer_norm = nn.LayerNorm(config.d_model)
-            self.aux_ctc_head = nn.Linear(config.d_model, config.asr_vocab_size + 1)
+            self.aux_ctc_head = nn.Linear(config.d_model, config.aux_vocab_size + 1)
         self.gradient_checkpointing = False
         self.post_init()
         self.freeze_positional_embeddings()
@@ -450,19 +450,21 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             lengths = lengths * cfg.ctc_upsample
         return self.ctc_head(hidden), lengths
 
-    def _ctc_loss(self, logits, logit_lengths, labels):
+    def _ctc_loss(self, logits, logit_lengths, labels, vocab_size: int | None = None, name: str = "labels"):
+        vocab_size = self.config.asr_vocab_size if vocab_size is None else vocab_size
         if labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"labels must be [batch, length] with batch {logits.shape[0]}, got {tuple(labels.shape)}")
+            raise ValueError(f"{name} must be [batch, length] with batch {logits.shape[0]}, got {tuple(labels.shape)}")
         label_mask = labels >= 0
-        if (labels[label_mask] >= self.config.asr_vocab_size).any():
-            raise ValueError(f"labels contain ids >= asr_vocab_size ({self.config.asr_vocab_size})")
+        if (labels[label_mask] >= vocab_size).any():
+            head = "asr_vocab_size" if name == "labels" else "the auxiliary vocabulary size"
+            raise ValueError(f"{name} contain ids >= {vocab_size} ({head})")
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
         return F.ctc_loss(
             log_probs,
             labels[label_mask],
             logit_lengths,
             label_mask.sum(-1),
-            blank=self.blank_id,
+            blank=vocab_size,
             reduction="mean",
             zero_infinity=True,
         )
@@ -474,6 +476,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         attention_mask: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         quantize: bool = True,
+        aux_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> SpeechTokenizerOutput:
         r"""
@@ -483,6 +486,8 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             attention_mask: `[B, T]`, 1 for real frames (right padding).
             labels: ASR targets `[B, L]`, subword ids padded with -100.
             quantize: `False` bypasses the quantizer (the warm-up before codebook init, see the recipe).
+            aux_labels: targets of the auxiliary CTC when `config.aux_ctc_units == "chars"` (`speech_tokenizer_data.encode_char_labels`);
+                with `"asr"` the auxiliary head reuses `labels`.
         """
         hidden, frame_valid, pooled, token_valid = self._encode_pre_quantizer(input_features, attention_mask)
         token_ids = commitment = perplexity = None
@@ -499,8 +504,13 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             if commitment is not None:
                 loss = loss + self.config.commitment_weight * commitment
             if self.config.aux_ctc_weight > 0:
+                if self.config.aux_ctc_units == "chars" and aux_labels is None:
+                    raise ValueError('aux_ctc_units="chars" needs aux_labels (speech_tokenizer_data.encode_char_labels)')
+                targets = aux_labels if self.config.aux_ctc_units == "chars" else labels
                 aux_logits = self.aux_ctc_head(self.aux_layer_norm(hidden))
-                aux = self._ctc_loss(aux_logits, frame_valid.sum(-1), labels)
+                aux = self._ctc_loss(
+                    aux_logits, frame_valid.sum(-1), targets, self.config.aux_vocab_size, name="aux_labels"
+                )
                 loss = loss + self.config.aux_ctc_weight * aux
         return SpeechTokenizerOutput(
             loss=loss,

@@ -148,6 +148,19 @@ def encode_labels(tokenizer, texts: list[str], mode: str = "cased") -> list[list
     return out
 
 
+def encode_char_labels(config, texts: list[str]) -> list[list[int]]:
+    """Texts -> ids in `config.aux_char_vocab` of their scoring form: the targets of a `"chars"` auxiliary CTC."""
+    index = {c: i for i, c in enumerate(config.aux_char_vocab)}
+    return [[index[c] for c in normalize_text(t) if c in index] for t in texts]
+
+
+def _pad_labels(rows: list[list[int]]) -> torch.Tensor:
+    out = torch.full((len(rows), max(max((len(r) for r in rows), default=0), 1)), -100, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
 def make_batches(
     lengths: list[int], max_batch_frames: int, max_batch_size: int, seed: int, shuffle: bool = True
 ) -> list[list[int]]:
@@ -179,11 +192,12 @@ def collate(fs: FeatureSet, batch: list[int], labels: list[list[int]] | None = N
     feats, mask = collate_features([fs.frames(i) for i in batch])
     if labels is None:
         return feats, mask, None
-    longest = max(max(len(labels[i]) for i in batch), 1)
-    lab = torch.full((len(batch), longest), -100, dtype=torch.long)
-    for row, i in enumerate(batch):
-        lab[row, : len(labels[i])] = torch.tensor(labels[i], dtype=torch.long)
-    return feats, mask, lab
+    return feats, mask, _pad_labels([labels[i] for i in batch])
+
+
+def collate_aux(batch: list[int], aux_labels: list[list[int]] | None) -> torch.Tensor | None:
+    """The auxiliary CTC targets of a batch (None when the aux head reuses the main labels)."""
+    return None if aux_labels is None else _pad_labels([aux_labels[i] for i in batch])
 
 
 __all__ = [
@@ -193,6 +207,8 @@ __all__ = [
     "compute_features",
     "load_or_compute_features",
     "encode_labels",
+    "encode_char_labels",
+    "collate_aux",
     "make_batches",
     "collate",
 ]

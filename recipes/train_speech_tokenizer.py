@@ -84,6 +84,9 @@ class SpeechTokenizerModelArguments:
     attention_window: int | None = None
     ctc_upsample: int = 1
     aux_ctc_weight: float = 0.3
+    aux_ctc_units: str = field(
+        default="asr", metadata={"help": 'auxiliary 50 Hz CTC targets: "asr" (subwords) or "chars" (letters)'}
+    )
     dropout: float = 0.0
     init_from_whisper: str | None = field(
         default=None, metadata={"help": "a Whisper checkpoint (Hub id or folder) whose encoder initialises ours"}
@@ -244,12 +247,17 @@ class Data:
     train: Any
     validation: Any
     labels: list[list[int]]
+    aux_labels: list[list[int]] | None = None
 
 
-def prepare_data(paths, feature_extractor, tokenizer, args, accelerator) -> Data:
+def prepare_data(paths, feature_extractor, tokenizer, args, accelerator, config) -> Data:
     from datasets import load_from_disk
 
-    from modeling_speechtext.speech_tokenizer_data import encode_labels, load_or_compute_features
+    from modeling_speechtext.speech_tokenizer_data import (
+        encode_char_labels,
+        encode_labels,
+        load_or_compute_features,
+    )
 
     corpus = load_from_disk(str(paths["dataset"]))
     for split in ("train", "validation"):
@@ -264,7 +272,8 @@ def prepare_data(paths, feature_extractor, tokenizer, args, accelerator) -> Data
     labels = encode_labels(tokenizer, train.texts, args.label_text)
     if not any(labels):
         raise ValueError("every ASR label is empty: check the corpus text column")
-    return Data(train, val, labels)
+    aux = encode_char_labels(config, train.texts) if config.aux_ctc_units == "chars" else None
+    return Data(train, val, labels, aux)
 
 
 def quantizer_ready(args, step: int, ctc_ema: float | None) -> bool:
@@ -304,7 +313,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     from transformers import AutoTokenizer
 
     from modeling_speechtext.speech_tokenization import build_feature_extractor
-    from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, make_batches
+    from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, collate_aux, make_batches
 
     if args.label_text not in LABEL_MODES:
         raise ValueError(f"label_text must be one of {LABEL_MODES}, got {args.label_text!r}")
@@ -323,7 +332,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     tokenizer = AutoTokenizer.from_pretrained(str(paths["text_tokenizer"]))
     model = build_model(model_args, tokenizer)
     feature_extractor = build_feature_extractor(model.config)
-    data = prepare_data(paths, feature_extractor, tokenizer, args, accelerator)
+    data = prepare_data(paths, feature_extractor, tokenizer, args, accelerator, model.config)
     optimizer = make_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(args))
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "codebook_initialized": False, "history": [], "evals": []}
@@ -362,7 +371,13 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
             batch = batches[b_index]
             feats, mask, labels = collate(data.train, batch, data.labels)
             with accelerator.autocast():
-                out = model(feats, mask, labels=labels, quantize=state["codebook_initialized"])
+                out = model(
+                    feats,
+                    mask,
+                    labels=labels,
+                    quantize=state["codebook_initialized"],
+                    aux_labels=collate_aux(batch, data.aux_labels),
+                )
             accelerator.backward(out.loss)
             if args.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

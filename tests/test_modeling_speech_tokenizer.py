@@ -130,6 +130,31 @@ def test_forward_shapes_losses_and_gradients():
     assert bypass.token_ids is None and bypass.commitment_loss is None and torch.isfinite(bypass.loss)
 
 
+def test_character_aux_ctc_targets_and_errors():
+    from modeling_speechtext.speech_tokenizer_data import collate_aux, encode_char_labels
+
+    model = tiny_model(aux_ctc_weight=0.5, aux_ctc_units="chars").train()
+    assert model.aux_ctc_head.out_features == len(model.config.aux_char_vocab) + 1  # letters + blank
+    chars = encode_char_labels(model.config, ["Mary went, to the hall!", "Is 2 OK?"])
+    vocab = model.config.aux_char_vocab
+    assert "".join(vocab[i] for i in chars[0]) == "mary went to the hall"  # scoring form, punctuation gone
+    assert "".join(vocab[i] for i in chars[1]) == "is 2 ok"
+    feats, mask = torch.randn(2, 80, 120), torch.ones(2, 120, dtype=torch.long)
+    labels = torch.tensor([[1, 2, 3], [4, 5, -100]])
+    aux = collate_aux([0, 1], chars)
+    assert aux.shape == (2, len(chars[0])) and (aux[1, len(chars[1]) :] == -100).all()
+    out = model(feats, mask, labels=labels, aux_labels=aux)
+    assert out.loss.item() == pytest.approx((out.ctc_loss + out.commitment_loss + 0.5 * out.aux_ctc_loss).item(), rel=1e-5)
+    out.loss.backward()
+    assert model.aux_ctc_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs aux_labels"):
+        model(feats, mask, labels=labels)
+    with pytest.raises(ValueError, match="aux_labels contain ids"):
+        model(feats, mask, labels=labels, aux_labels=torch.full((2, 3), len(vocab)))
+    with pytest.raises(ValueError, match="aux_ctc_units"):
+        SpeechTokenizerConfig(**{**TINY, "aux_ctc_units": "phones"})
+
+
 def test_batched_encoding_equals_one_by_one():
     model = tiny_model()
     fe = build_feature_extractor(model.config)
