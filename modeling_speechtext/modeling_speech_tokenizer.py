@@ -99,6 +99,23 @@ class SpeechTokenizerConvStem(nn.Module):
         return hidden.transpose(1, 2)
 
 
+class SpeechTokenizerSinusoidalPositions(nn.Embedding):
+    """A fixed sinusoid position table (Whisper's), as its own class so that `_init_weights` recognises it.
+
+    transformers skips `_init_weights` for a custom-code module without parameters of its own (the whole model),
+    so filling the tables from the model level silently left them at the generic N(0, 0.02) embedding init:
+    frozen noise that carried no position at all.
+    """
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__(num_positions, dim)
+        self.weight.requires_grad_(False)
+
+    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
+        """Rows `offset .. offset + length`, detached: fixed even where `from_pretrained` made them trainable."""
+        return self.weight[offset : offset + length].detach()
+
+
 class SpeechTokenizerVectorQuantizer(nn.Module):
     """One codebook, nearest neighbour + straight-through, EMA updates, usage-based dead-code restarts.
 
@@ -264,9 +281,8 @@ class SpeechTokenizerPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, SpeechTokenizerModel):
-            init.copy_(module.embed_positions.weight, sinusoids(*module.embed_positions.weight.shape))
-            init.copy_(module.embed_token_positions.weight, sinusoids(*module.embed_token_positions.weight.shape))
+        elif isinstance(module, SpeechTokenizerSinusoidalPositions):
+            init.copy_(module.weight, sinusoids(*module.weight.shape))
         elif isinstance(module, SpeechTokenizerVectorQuantizer):
             init.copy_(module.codebook, module._normalize(torch.randn_like(module.codebook)))
             init.ones_(module.ema_count)
@@ -306,14 +322,14 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         super().__init__(config)
         n_pre = config.quantize_position
         self.conv_stem = SpeechTokenizerConvStem(config)
-        self.embed_positions = nn.Embedding(config.max_source_positions, config.d_model)
+        self.embed_positions = SpeechTokenizerSinusoidalPositions(config.max_source_positions, config.d_model)
         self.layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(n_pre)])
         for index, layer in enumerate(self.layers):
             layer.self_attn.layer_idx = index  # Whisper leaves it unset in the encoder; streaming caches per layer
         self.quantizer = SpeechTokenizerVectorQuantizer(config)
         # A fresh positional embedding after the quantizer, as in the paper: codes carry content, not position.
         max_tokens = -(-config.max_source_positions // config.pooling_kernel_size)
-        self.embed_token_positions = nn.Embedding(max_tokens, config.d_model)
+        self.embed_token_positions = SpeechTokenizerSinusoidalPositions(max_tokens, config.d_model)
         self.post_layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(config.encoder_layers - n_pre)])
         self.layer_norm = nn.LayerNorm(config.d_model)
         self.ctc_head = nn.Linear(config.d_model, config.asr_vocab_size + 1)
@@ -428,7 +444,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         mel_mask = torch.arange(input_features.shape[-1], device=mel_lengths.device) < mel_lengths[:, None]
         hidden = self.conv_stem(input_features, mel_mask)
         frame_valid = torch.arange(hidden.shape[1], device=hidden.device) < frame_lengths[:, None]
-        hidden = hidden + self.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
+        hidden = hidden + self.embed_positions(hidden.shape[1]).to(hidden.dtype)
         hidden = F.dropout(hidden, p=self.config.dropout, training=self.training)
         hidden = self._run_layers(self.layers, hidden, frame_valid, post=False)
         pooled = self._pool(hidden, frame_valid)
@@ -442,7 +458,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             raise ValueError(
                 f"{quantized.shape[1]} tokens exceed the model's maximum of {self.embed_token_positions.num_embeddings}"
             )
-        hidden = quantized + self.embed_token_positions.weight[: quantized.shape[1]].to(quantized.dtype)
+        hidden = quantized + self.embed_token_positions(quantized.shape[1]).to(quantized.dtype)
         hidden = self.layer_norm(self._run_layers(self.post_layers, hidden, token_valid, post=True))
         lengths = token_valid.sum(-1)
         if cfg.ctc_upsample > 1:
@@ -717,7 +733,7 @@ class SpeechTokenizerStreamingEncoder:
         h = torch.cat([self.conv_context, F.gelu(stem.conv1(x))], dim=-1)
         self.conv_context = h[..., -2:]
         hidden = F.gelu(stem.conv2(h)).transpose(1, 2)
-        hidden = hidden + model.embed_positions.weight[self.frames_done : self.frames_done + frames].to(hidden.dtype)
+        hidden = hidden + model.embed_positions(frames, offset=self.frames_done).to(hidden.dtype)
         # keys = every cached frame + this block: block-causal by construction; a window still needs a mask
         keys = torch.ones(1, self.frames_done + frames, dtype=torch.bool, device=hidden.device)
         mask = model._attention_mask(keys, None, model.config.attention_window, hidden.dtype, offset=self.frames_done)
@@ -737,6 +753,7 @@ __all__ = [
     "SpeechTokenizerOutput",
     "SpeechTokenizerQuantizerOutput",
     "SpeechTokenizerConvStem",
+    "SpeechTokenizerSinusoidalPositions",
     "SpeechTokenizerVectorQuantizer",
     "SpeechTokenizerPreTrainedModel",
     "SpeechTokenizerModel",

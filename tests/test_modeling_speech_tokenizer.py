@@ -296,6 +296,21 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
 # ---------------------------------------------------------------- save / load
 
 
+def test_position_tables_are_fixed_sinusoids_after_init_and_reload(tmp_path):
+    # Regression: transformers skips `_init_weights` on a custom model's top module (it owns no parameters), so
+    # tables filled from there stayed N(0, 0.02) noise and the encoder had no notion of position.
+    from transformers.models.whisper.modeling_whisper import sinusoids
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    for m in (model, SpeechTokenizerModel.from_pretrained(tmp_path)):
+        m.train()
+        m(torch.randn(2, 80, 50), labels=torch.tensor([[1, 2], [3, -100]])).loss.backward()
+        for table in (m.embed_positions, m.embed_token_positions):
+            torch.testing.assert_close(table.weight.detach(), sinusoids(*table.weight.shape))
+            assert table.weight.grad is None  # fixed, also after from_pretrained made the parameter trainable
+
+
 def test_save_load_strict_round_trip(tmp_path):
     model = tiny_model(asr_vocab_size=len(tiny_bpe()))
     model.set_asr_vocabulary(tiny_bpe())
