@@ -58,10 +58,10 @@ class SynthesisConfig:
         cache_implementation: `None` = the dynamic KV cache; `"static"` preallocates each batch's cache for the
             longest budget (no per-step `torch.cat`: faster when every row runs long, slower when most rows stop
             early because attention then spans the whole preallocated length; measured both ways here).
-        straggler_factor: cut rows still generating at this multiple of the median length of the rows of their
-            batch that already ended (see `_row_budget_criterion`). Off (None) by default: it makes a row's output
-            depend on its batch-mates, so naive and batched synthesis, or two shard layouts of one interleaved
-            build, would no longer agree; a speed option for one-off runs where that does not matter.
+
+    Runaways are bounded per row only, by the row's own budget: a cut based on the other rows of a batch (an
+    earlier `straggler_factor`) made a text's tokens depend on its batch-mates, which broke the interleaved
+    builder's promise that a document's tokens do not depend on sharding, chunking or resuming.
     """
 
     do_sample: bool = True
@@ -73,7 +73,6 @@ class SynthesisConfig:
     batch_size: int = 64
     seed: int = 0
     cache_implementation: str | None = None
-    straggler_factor: float | None = None
 
     def __post_init__(self):
         if self.temperature <= 0 and self.do_sample:
@@ -154,14 +153,8 @@ def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: in
     return SpeechOnly()
 
 
-def _row_budget_criterion(budgets: Sequence[int], prompt_len: int, end_id: int, straggler_factor: float | None):
-    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker).
-
-    With `straggler_factor`, once half of the batch has closed `<|end_of_audio|>`, a row still going at
-    `straggler_factor` x their median length is cut too: batches hold texts of similar length, so such a row is
-    a runaway, and waiting for its full budget would keep the whole batch generating (measured on the demo model:
-    4 runaways in 192 spans cost ~30% of the batched time).
-    """
+def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
+    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker)."""
     import torch
     from transformers import StoppingCriteria
 
@@ -169,16 +162,7 @@ def _row_budget_criterion(budgets: Sequence[int], prompt_len: int, end_id: int, 
 
     class RowBudget(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            n = input_ids.shape[1] - prompt_len
-            done = n >= limit.to(input_ids.device)
-            if straggler_factor and n > 1:
-                ended = input_ids[:, prompt_len:] == end_id
-                closed = ended.any(dim=1)
-                if closed.float().mean() >= 0.5:
-                    lengths = ended.float().argmax(dim=1)[closed]
-                    if n > straggler_factor * lengths.median().item() + 2:
-                        done = torch.ones_like(done)
-            return done
+            return (input_ids.shape[1] - prompt_len) >= limit.to(input_ids.device)
 
     return RowBudget()
 
@@ -287,13 +271,7 @@ class TextToTokenSynthesizer:
                     attention_mask=attention_mask.to(self.model.device),
                     generation_config=gen_config,
                     logits_processor=LogitsProcessorList([processor]),
-                    stopping_criteria=StoppingCriteriaList(
-                        [
-                            _row_budget_criterion(
-                                row_budgets, width, self.vocab.end_of_audio_id, config.straggler_factor
-                            )
-                        ]
-                    ),
+                    stopping_criteria=StoppingCriteriaList([_row_budget_criterion(row_budgets, width)]),
                 )
             for row, i in enumerate(idx):
                 new = generated[row, width:].tolist()
