@@ -128,6 +128,12 @@ class SpeechTokenizerTrainingArguments:
     keep_feature_cache: bool = field(default=False, metadata={"help": "keep <output_dir>/cache after training"})
     num_threads: int | None = None
     resume: bool = True
+    # Feature augmentation for unseen voices (modeling_speechtext/speech_tokenizer_augment.py); off by default.
+    mel_warp: float = field(default=0.0, metadata={"help": "random mel-axis warp in [1 - x, 1 + x] per clip"})
+    freq_masks: int = 0
+    freq_mask_width: int = 0
+    time_masks: int = 0
+    time_mask_width: int = 0
 
 
 ARG_CLASSES = (ScriptArguments, SpeechTokenizerModelArguments, SpeechTokenizerTrainingArguments)
@@ -313,12 +319,16 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     from transformers import AutoTokenizer
 
     from modeling_speechtext.speech_tokenization import build_feature_extractor
+    from modeling_speechtext.speech_tokenizer_augment import FeatureAugmentation, augment_features
     from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, collate_aux, make_batches
 
     if args.label_text not in LABEL_MODES:
         raise ValueError(f"label_text must be one of {LABEL_MODES}, got {args.label_text!r}")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    augmentation = FeatureAugmentation(
+        args.mel_warp, args.freq_masks, args.freq_mask_width, args.time_masks, args.time_mask_width
+    )
     paths = resolve_paths(script)
     out_dir = paths["output_dir"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,6 +380,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
                 logger.info("step %d: codebook initialised from %d encoder outputs (k-means)", step, n)
             batch = batches[b_index]
             feats, mask, labels = collate(data.train, batch, data.labels)
+            feats = augment_features(feats, mask, augmentation)
             with accelerator.autocast():
                 out = model(
                     feats,

@@ -154,7 +154,8 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(run_dir, tmp_path, mo
     import recipes.train_speech_tokenizer as recipe
     from modeling_speechtext.speech_tokenization import load_speech_tokenizer
 
-    cfg = dict(SHORT)
+    # with feature augmentation on: its random draws must also continue exactly where they stopped
+    cfg = dict(SHORT, mel_warp=0.1, freq_masks=1, freq_mask_width=8, time_masks=1, time_mask_width=10)
     recipe.run_stage(dict(cfg), tmp_path / "straight", run_dir)
 
     original = recipe.save_checkpoint
