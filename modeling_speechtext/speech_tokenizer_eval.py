@@ -86,6 +86,14 @@ def evaluate_speech_tokenizer(
             for k, v in codebook_stats(tokens, model.config.codebook_size).items()
         },
     }
+    by_voice: dict[str, list[int]] = {}
+    for i, voice in enumerate(features.voices):
+        by_voice.setdefault(voice, []).append(i)
+    if len(by_voice) > 1:  # which voices fail: the seen/unseen gap is usually a few voices, not all
+        result["wer_by_voice"] = {
+            voice: round(word_error_rates([features.texts[i] for i in idx], [hyps[i] for i in idx])["wer"], 4)
+            for voice, idx in sorted(by_voice.items())
+        }
     if with_no_vq and model.config.asr_vocab is not None:
         result["wer_no_vq"] = word_error_rates(features.texts, no_vq)["wer"]
     result["examples"] = [

@@ -128,6 +128,10 @@ def test_training_learns_and_codebook_does_not_collapse(trained):
     assert metrics["train_codebook_codes_used"] >= 12, metrics
     assert metrics["train_codebook_perplexity"] >= 6, metrics
     assert metrics["validation_wer"] < 0.9, metrics
+    # per-voice breakdown: one entry per voice of the split, each a rate
+    by_voice = metrics["validation_wer_by_voice"]
+    assert len(by_voice) > 1 and all(v.startswith("synth:") for v in by_voice), by_voice
+    assert all(0 <= w for w in by_voice.values())
     log = json.loads((out / "training_log.json").read_text())
     assert log["history"][-1]["ctc"] < 0.5 * log["history"][0]["ctc"]
     for name in ("metrics.json", "loss_curves.png", "codebook_usage.png", "model.safetensors", "tokenizer.json"):
