@@ -341,7 +341,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         "parameters": model.num_parameters(),
         "codebook_size": config.codebook_size,
         "train_utterances": len(items),
-        "train_minutes": round(frames.shape[0] / config.frame_rate / 60, 2),
+        "train_audio_minutes": round(frames.shape[0] / config.frame_rate / 60, 2),
         "voices": len(voice_names) or 1,
         "target_voice": target,
         "steps": steps,
