@@ -48,8 +48,8 @@ def load_decoder(path: str | None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decoder", default="/work/runs/demo/speech_decoder")
-    parser.add_argument("--run_dir", default="/work/runs/demo")
+    parser.add_argument("--decoder", default=None, help="a trained decoder folder (default: random init)")
+    parser.add_argument("--run_dir", default=None, help="take validation tokens from <run_dir>/speech_tokens")
     parser.add_argument("--seconds", type=float, default=20.0, help="speech to decode")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="best of N (the machine is shared)")
