@@ -39,8 +39,8 @@ class FeatureAugmentation:
     def enabled(self) -> bool:
         return (
             self.mel_warp > 0
-            or (self.freq_masks and self.freq_mask_width)
-            or (self.time_masks and self.time_mask_width)
+            or self.freq_masks * self.freq_mask_width > 0
+            or self.time_masks * self.time_mask_width > 0
         )
 
 
