@@ -171,7 +171,9 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             fail("ctc_upsample", "must be >= 1")
         if self.aux_ctc_units not in ("asr", "chars"):
             fail("aux_ctc_units", 'must be "asr" or "chars"')
-        if self.aux_ctc_units == "chars" and (not self.aux_char_vocab or len(set(self.aux_char_vocab)) != len(self.aux_char_vocab)):
+        if self.aux_ctc_units == "chars" and (
+            not self.aux_char_vocab or len(set(self.aux_char_vocab)) != len(self.aux_char_vocab)
+        ):
             fail("aux_char_vocab", "must be a non-empty string of distinct characters")
         if self.asr_vocab is not None and len(self.asr_vocab) != self.asr_vocab_size:
             fail("asr_vocab", f"has {len(self.asr_vocab)} pieces but asr_vocab_size is {self.asr_vocab_size}")

@@ -521,7 +521,9 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
                 loss = loss + self.config.commitment_weight * commitment
             if self.config.aux_ctc_weight > 0:
                 if self.config.aux_ctc_units == "chars" and aux_labels is None:
-                    raise ValueError('aux_ctc_units="chars" needs aux_labels (speech_tokenizer_data.encode_char_labels)')
+                    raise ValueError(
+                        'aux_ctc_units="chars" needs aux_labels (speech_tokenizer_data.encode_char_labels)'
+                    )
                 targets = aux_labels if self.config.aux_ctc_units == "chars" else labels
                 aux_logits = self.aux_ctc_head(self.aux_layer_norm(hidden))
                 aux = self._ctc_loss(
