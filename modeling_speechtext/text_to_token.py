@@ -31,9 +31,40 @@ from .vocab import SpeechVocab, add_speech_tokens, check_model_vocab
 SYNTHESIS_CONFIG_NAME = "synthesis_config.json"
 
 
-def format_prompt(text: str) -> str:
-    """The one prompt format, shared by training and inference: `text<|begin_of_audio|>`."""
-    return text.strip() + BEGIN_OF_AUDIO
+VOICE_TOKEN_TEMPLATE = "<|voice:{}|>"
+
+
+def voice_token(voice: str) -> str:
+    """The special token that asks a voice-conditioned text-to-token model for one corpus voice's tokens."""
+    return VOICE_TOKEN_TEMPLATE.format(voice)
+
+
+def tokenizer_voices(tokenizer) -> list[str]:
+    """Voices a text-to-token tokenizer was extended with (`add_voice_tokens`), in id order; [] if none."""
+    head, tail = VOICE_TOKEN_TEMPLATE.split("{}")
+    vocab = tokenizer.get_vocab()
+    found = [(i, t[len(head) : -len(tail)]) for t, i in vocab.items() if t.startswith(head) and t.endswith(tail)]
+    return [v for _, v in sorted(found)]
+
+
+def add_voice_tokens(tokenizer, voices: Sequence[str]) -> list[str]:
+    """Extend the tokenizer with one special token per voice; call before the model is built or resized.
+
+    Why voices at all: the corpus has many voices, and their tokens for one sentence differ. A model that does
+    not know which voice it is imitating learns their mixture, and greedy decoding of a mixture makes token
+    sequences no voice would produce (more ASR errors). With the voice in the prompt each target is one mode.
+    """
+    voices = sorted(set(voices))
+    bad = [v for v in voices if not v or "|>" in v or v != v.strip()]
+    if bad:
+        raise ValueError(f"voice names must be non-empty, without '|>' or surrounding spaces: {bad}")
+    tokenizer.add_tokens([voice_token(v) for v in voices], special_tokens=True)
+    return voices
+
+
+def format_prompt(text: str, voice: str | None = None) -> str:
+    """The one prompt format, shared by training and inference: `[<|voice:v|>]text<|begin_of_audio|>`."""
+    return (voice_token(voice) if voice else "") + text.strip() + BEGIN_OF_AUDIO
 
 
 def stable_seed(*parts: Any) -> int:
@@ -55,6 +86,12 @@ class SynthesisConfig:
         min_token_budget: floor of that budget for very short texts.
         batch_size: texts per `generate()` call (after sorting by length).
         seed: default seed; each text gets `stable_seed(seed, text)` unless explicit seeds are given.
+        voice: for a voice-conditioned model (`tokenizer_voices` non-empty), the corpus voice whose tokens to
+            write; training picks the one with the lowest TTS WER on held-out sentences.
+        num_beams: beam search width for deterministic decoding (`do_sample=False`); 1 = greedy. Beams spend
+            `num_beams` times the compute per text for the most likely token *sequence*, which repairs some of
+            greedy's early mistakes. Between near-tied beams, float32 rounding of differently padded batches can
+            pick either, so unlike greedy/sampling a text's tokens may depend on its batch-mates there.
         cache_implementation: `None` = the dynamic KV cache; `"static"` preallocates each batch's cache for the
             longest budget (no per-step `torch.cat`: faster when every row runs long, slower when most rows stop
             early because attention then spans the whole preallocated length; measured both ways here).
@@ -72,6 +109,8 @@ class SynthesisConfig:
     min_token_budget: int = 10
     batch_size: int = 64
     seed: int = 0
+    voice: str | None = None
+    num_beams: int = 1
     cache_implementation: str | None = None
 
     def __post_init__(self):
@@ -81,6 +120,10 @@ class SynthesisConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens_per_char <= 0 or self.batch_size < 1 or self.min_token_budget < 1:
             raise ValueError("max_tokens_per_char, batch_size and min_token_budget must be positive")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.num_beams > 1 and self.do_sample:
+            raise ValueError("num_beams > 1 is beam search: set do_sample=False (sampling is per row and seeded)")
 
     def token_budget(self, text: str) -> int:
         return max(self.min_token_budget, math.ceil(self.max_tokens_per_char * len(text)))
@@ -154,7 +197,11 @@ def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: in
 
 
 def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
-    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker)."""
+    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker).
+
+    Beam search calls the criterion with several candidate rows per text, consecutive in the batch (`2 * num_beams`
+    candidates in transformers 5), so the per-text limit is repeated to whatever multiple of the batch arrives.
+    """
     import torch
     from transformers import StoppingCriteria
 
@@ -162,7 +209,8 @@ def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
 
     class RowBudget(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return (input_ids.shape[1] - prompt_len) >= limit.to(input_ids.device)
+            per_text = input_ids.shape[0] // limit.shape[0]
+            return (input_ids.shape[1] - prompt_len) >= limit.repeat_interleave(per_text).to(input_ids.device)
 
     return RowBudget()
 
@@ -181,6 +229,8 @@ class TextToTokenSynthesizer:
         self.config = config or SynthesisConfig()
         self.vocab = SpeechVocab.from_tokenizer(tokenizer)
         check_model_vocab(model, self.vocab)
+        self.voices = tokenizer_voices(tokenizer)
+        self._check_voice(self.config.voice)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:
             raise ValueError("the text-to-token tokenizer needs a pad or eos token for left padding")
@@ -207,11 +257,18 @@ class TextToTokenSynthesizer:
         self.tokenizer.save_pretrained(path)
         self.config.save(path)
 
-    def encode_prompts(self, texts: Sequence[str]) -> list[list[int]]:
+    def _check_voice(self, voice: str | None) -> None:
+        if voice is not None and voice not in self.voices:
+            known = f"it knows {self.voices}" if self.voices else "it was trained without voice conditioning"
+            raise ValueError(f"voice {voice!r} is not a voice of this text-to-token model; {known}")
+        if voice is None and self.voices:
+            raise ValueError(f"this text-to-token model is voice-conditioned: choose a voice from {self.voices}")
+
+    def encode_prompts(self, texts: Sequence[str], voice: str | None = None) -> list[list[int]]:
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
                 raise ValueError(f"texts[{i}] is empty or not a string ({t!r}); nothing to synthesize")
-        return self.tokenizer([format_prompt(t) for t in texts], add_special_tokens=False)["input_ids"]
+        return self.tokenizer([format_prompt(t, voice) for t in texts], add_special_tokens=False)["input_ids"]
 
     def synthesize(
         self,
@@ -238,7 +295,8 @@ class TextToTokenSynthesizer:
             seeds = [stable_seed(config.seed, t) for t in texts]
         if len(seeds) != len(texts):
             raise ValueError(f"got {len(seeds)} seeds for {len(texts)} texts")
-        prompts = self.encode_prompts(texts)
+        self._check_voice(config.voice)
+        prompts = self.encode_prompts(texts, config.voice)
         budgets = [config.token_budget(t.strip()) for t in texts]
         # Sorted by expected speech length (the budget grows with the characters), longest first: rows of a batch
         # finish at similar steps (a finished row still costs compute until the batch ends), and the biggest batch
@@ -263,6 +321,9 @@ class TextToTokenSynthesizer:
                 pad_token_id=self.pad_token_id,
                 use_cache=True,
                 cache_implementation=config.cache_implementation,
+                num_beams=config.num_beams,
+                length_penalty=1.0,
+                early_stopping=True,  # "never" would look at the batch's max length: a text's beams would depend on its batch-mates
             )
             processor = _speech_logits_processor(self.vocab, rows, width, config, [seeds[i] for i in idx])
             with torch.inference_mode():
@@ -357,8 +418,11 @@ __all__ = [
     "SynthesisConfig",
     "SynthesisOutput",
     "TextToTokenSynthesizer",
+    "add_voice_tokens",
     "build_text_to_token_model",
     "format_prompt",
+    "tokenizer_voices",
+    "voice_token",
     "stable_seed",
     "tts_wer",
 ]

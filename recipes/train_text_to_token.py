@@ -32,6 +32,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ class TextToTokenArguments:
         default=None,
         metadata={"help": "choose the temperature (0 = greedy) by TTS WER on other held-out sentences"},
     )
+    voice_conditioning: bool = field(
+        default=False,
+        metadata={
+            "help": "prefix each prompt with its corpus voice (<|voice:name|>) so every target has one voice; "
+            "synthesis then uses the voice with the lowest TTS WER on held-out tuning sentences"
+        },
+    )
+    voice_tune_samples: int = field(default=50, metadata={"help": "tuning sentences per candidate voice"})
     # evaluation
     tts_eval_samples: int = field(default=200, metadata={"help": "held-out sentences for the TTS WER (0: skip)"})
     keep_checkpoints: bool = False
@@ -116,8 +125,10 @@ def _codebook_size(args: TextToTokenArguments, speech_tokenizer: Path | None, da
     raise ValueError("codebook_size unknown: pass --codebook_size or a speech tokenizer folder")
 
 
-def tokenize_pairs(dataset, tokenizer, vocab, max_length: int | None = None):
+def tokenize_pairs(dataset, tokenizer, vocab, max_length: int | None = None, voices: bool = False):
     """(text, speech_ids) rows -> TRL prompt-completion ids: `input_ids` and `completion_mask` (1 = speech side).
+
+    With `voices`, each prompt starts with the row's voice token (the dataset needs a `voice` column).
 
     Rows with empty text or no speech tokens are dropped (they teach nothing); so are rows longer than
     `max_length` (truncation would cut `<|end_of_audio|>` and teach the model never to stop).
@@ -126,7 +137,10 @@ def tokenize_pairs(dataset, tokenizer, vocab, max_length: int | None = None):
 
     def encode(batch):
         texts = [t if isinstance(t, str) else "" for t in batch["text"]]
-        prompts = tokenizer([format_prompt(t) for t in texts], add_special_tokens=False)["input_ids"]
+        row_voices = batch["voice"] if voices else [None] * len(texts)
+        prompts = tokenizer([format_prompt(t, v) for t, v in zip(texts, row_voices)], add_special_tokens=False)[
+            "input_ids"
+        ]
         ids, masks, keep = [], [], []
         for text, prompt, speech in zip(texts, prompts, batch["speech_ids"]):
             completion = vocab.speech_to_token_ids(speech) + [vocab.end_of_audio_id]
@@ -160,6 +174,20 @@ def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
     }
 
 
+def choose_voice(synth, transcribe, texts: list[str], seed: int) -> dict[str, Any]:
+    """Greedy TTS WER per voice on tuning sentences; the synthesizer keeps the best voice (ties: the first)."""
+    from modeling_speechtext.text_normalization import normalize_text
+    from modeling_speechtext.text_to_token import tts_wer
+
+    scores = {}
+    for voice in synth.voices:
+        ids = synth.synthesize(texts, seed=seed, do_sample=False, voice=voice)
+        scores[voice] = round(tts_wer(transcribe, texts, ids, normalize=normalize_text)["tts_wer"], 4)
+    best = min(synth.voices, key=lambda v: scores[v])
+    synth.config.voice = best
+    return {"chosen_voice": best, "tune_tts_wer_by_voice": scores}
+
+
 def _eval_sentences(rows, n: int) -> tuple[list[str], list[list[int]]]:
     """Up to `n` distinct held-out sentences with the real tokens of their first utterance."""
     seen, texts, real = set(), [], []
@@ -187,7 +215,15 @@ def choose_temperature(synth, transcribe, texts: list[str], grid: list[float], s
     return {f"tune_tts_wer_t{t:g}": round(w, 4) for t, w in scores.items()} | {"chosen_temperature": best}
 
 
-def evaluate_tts(synth, speech_tokenizer_dir: Path, rows, n: int, seed: int, grid: list[float] | None = None):
+def evaluate_tts(
+    synth,
+    speech_tokenizer_dir: Path,
+    rows,
+    n: int,
+    seed: int,
+    grid: list[float] | None = None,
+    voice_samples: int = 50,
+):
     """TTS WER of `synth` on `n` held-out sentences, next to the speech tokenizer's WER on their real tokens.
 
     With a temperature `grid`, the temperature is chosen on *other* held-out sentences (the next `n`), so the
@@ -197,16 +233,34 @@ def evaluate_tts(synth, speech_tokenizer_dir: Path, rows, n: int, seed: int, gri
     from modeling_speechtext.text_normalization import normalize_text
     from modeling_speechtext.text_to_token import tts_wer
 
-    texts, real = _eval_sentences(rows, 2 * n if grid else n)
+    texts, real = _eval_sentences(rows, 2 * n if grid or synth.voices else n)
     tokenizer, _ = load_speech_tokenizer(speech_tokenizer_dir)
     metrics: dict[str, Any] = {}
+    tune = texts[n:] or texts  # too few sentences: tune on the report set (flagged below)
+    if synth.voices:
+        metrics.update(choose_voice(synth, tokenizer.transcribe_tokens, tune[:voice_samples], seed))
     if grid:
-        tune = texts[n:] or texts  # too few sentences: tune on the report set (flagged below)
-        metrics = choose_temperature(synth, tokenizer.transcribe_tokens, tune, grid, seed)
+        metrics.update(choose_temperature(synth, tokenizer.transcribe_tokens, tune, grid, seed))
+    if grid or synth.voices:
         metrics["tuned_on_separate_sentences"] = len(texts) > n
         texts, real = texts[:n], real[:n]
     out = synth.synthesize(texts, return_dict=True, seed=seed)
     metrics.update(tts_wer(tokenizer.transcribe_tokens, texts, out.speech_ids, real, normalize=normalize_text))
+    if synth.config.voice is not None:  # the same judge on real tokens of the chosen voice, where it has them
+        voice = synth.config.voice
+        own = {
+            t: list(ids) for t, ids, v in zip(rows["text"], rows["speech_ids"], rows["voice"]) if v == voice and ids
+        }
+        keep = [i for i, t in enumerate(texts) if t in own]
+        if keep:
+            same_texts = [texts[i] for i in keep]
+            scored = tts_wer(
+                tokenizer.transcribe_tokens, same_texts, [out.speech_ids[i] for i in keep],
+                [own[t] for t in same_texts], normalize=normalize_text,
+            )  # fmt: skip
+            metrics["chosen_voice_sentences"] = len(keep)
+            metrics["chosen_voice_tts_wer"] = scored["tts_wer"]
+            metrics["chosen_voice_real_token_wer"] = scored["real_token_wer"]
     greedy = synth.synthesize(texts, do_sample=False)
     metrics["tts_wer_greedy"] = tts_wer(tokenizer.transcribe_tokens, texts, greedy, normalize=normalize_text)[
         "tts_wer"
@@ -249,6 +303,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     from modeling_speechtext.text_to_token import (
         SynthesisConfig,
         TextToTokenSynthesizer,
+        add_voice_tokens,
         build_text_to_token_model,
     )
 
@@ -271,6 +326,12 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     codebook_size = _codebook_size(args, paths["speech_tokenizer"], train_rows)
 
     tokenizer = AutoTokenizer.from_pretrained(paths["text_tokenizer"])
+    voices: list[str] = []
+    if args.voice_conditioning:
+        if "voice" not in train_rows.column_names:
+            raise ValueError(f"voice_conditioning needs a `voice` column in {paths['speech_tokens']}")
+        voices = add_voice_tokens(tokenizer, train_rows.unique("voice"))
+        eval_rows = eval_rows.filter(lambda v: v in set(voices), input_columns="voice")  # voices it can condition on
     model_cfg = {
         "model_type": args.model_type,
         "hidden_size": args.hidden_size,
@@ -282,9 +343,9 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     }
     model, vocab = build_text_to_token_model(tokenizer, codebook_size, model_cfg)
     max_length = min(training_args.max_length or args.max_position_embeddings, args.max_position_embeddings)
-    train_ds, dropped = tokenize_pairs(train_rows, tokenizer, vocab, max_length)
+    train_ds, dropped = tokenize_pairs(train_rows, tokenizer, vocab, max_length, voices=bool(voices))
     eval_src = eval_rows.select(range(min(args.max_eval_samples or len(eval_rows), len(eval_rows))))
-    eval_ds, _ = tokenize_pairs(eval_src, tokenizer, vocab, max_length)
+    eval_ds, _ = tokenize_pairs(eval_src, tokenizer, vocab, max_length, voices=bool(voices))
     guard = tokens_per_char_guard(train_rows, args.max_tokens_per_char_margin)
 
     training_args.completion_only_loss = True
@@ -306,6 +367,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         batch_size=args.synthesis_batch_size,
         max_tokens_per_char=guard["max_tokens_per_char"],
         seed=training_args.seed,
+        voice=Counter(train_rows["voice"]).most_common(1)[0][0] if voices else None,  # until the tuning below
     )
     synth = TextToTokenSynthesizer(trainer.model.to(torch.float32).eval(), tokenizer, synth_cfg)
     synth.save_pretrained(output_dir)
@@ -325,7 +387,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     if args.tts_eval_samples and paths["speech_tokenizer"] is not None:
         tts = evaluate_tts(
             synth, paths["speech_tokenizer"], eval_rows, args.tts_eval_samples, training_args.seed,
-            args.temperature_grid,
+            args.temperature_grid, args.voice_tune_samples,
         )  # fmt: skip
         metrics.update({k: round(v, 4) if isinstance(v, float) else v for k, v in tts.items()})
         synth.config.save(output_dir)  # the chosen temperature

@@ -27,19 +27,33 @@ def tiny_text_tokenizer(vocab_size: int = 300):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def tiny_t2t(codebook_size: int = 32, seed: int = 0, **synthesis):
-    """A random tiny text-to-token synthesizer (hidden 32, 2 layers)."""
+def tiny_t2t(codebook_size: int = 32, seed: int = 0, voices: list[str] | None = None, **synthesis):
+    """A random tiny text-to-token synthesizer (hidden 32, 2 layers); with `voices`, voice-conditioned."""
     import torch
 
-    from modeling_speechtext.text_to_token import SynthesisConfig, TextToTokenSynthesizer, build_text_to_token_model
+    from modeling_speechtext.text_to_token import (
+        SynthesisConfig,
+        TextToTokenSynthesizer,
+        add_voice_tokens,
+        build_text_to_token_model,
+    )
 
     torch.manual_seed(seed)
     tok = tiny_text_tokenizer()
+    if voices:
+        add_voice_tokens(tok, voices)
+        synthesis.setdefault("voice", sorted(voices)[0])
     model, _ = build_text_to_token_model(
         tok,
         codebook_size,
-        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
-         "intermediate_size": 64, "max_position_embeddings": 512},
+        {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 512,
+        },
     )
     settings = {"max_tokens_per_char": 0.5, "min_token_budget": 4, **synthesis}
     return TextToTokenSynthesizer(model, tok, SynthesisConfig(**settings))

@@ -56,8 +56,16 @@ def test_save_load_roundtrip_and_bad_inputs(synth, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_text_tokenizer()
-    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=32))
+    lm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=32,
+        )
+    )
     lm.save_pretrained(tmp_path / "text_lm")
     tok.save_pretrained(tmp_path / "text_lm")
     with pytest.raises(ValueError, match="lacks the speech tokens"):
@@ -91,3 +99,48 @@ def test_row_budget_stops_each_row_at_its_own_budget():
     assert plain(batch(9), None).tolist() == [False, False, False, True]  # row 3 reached its budget + 1
     # however long a row runs past its batch-mates, only its own budget stops it (batch-invariant output)
     assert not _row_budget_criterion([100] * 4, 2)(batch(60), None).any()
+
+
+def test_beam_search_is_deterministic_batch_independent_and_bounded(synth):
+    import torch
+
+    texts = SENTENCES
+    # float64: a random model's beams are near-ties that float32 rounding of padded batches can flip
+    synth64 = tiny_t2t(codebook_size=32)
+    synth64.model.to(torch.float64)
+    beams = synth64.synthesize(texts, do_sample=False, num_beams=3, batch_size=4, return_dict=True)
+    assert beams.speech_ids == synth64.synthesize(texts, do_sample=False, num_beams=3, batch_size=1)
+    assert beams.speech_ids == synth64.synthesize(texts, do_sample=False, num_beams=3, batch_size=4)
+    budgets = [synth.config.token_budget(t) for t in texts]
+    assert all(0 < len(ids) <= b for ids, b in zip(beams.speech_ids, budgets))
+    assert all(0 <= t < 32 for ids in beams.speech_ids for t in ids)
+    with pytest.raises(ValueError, match="do_sample=False"):
+        synth.synthesize(texts, num_beams=2)  # the fixture samples
+    with pytest.raises(ValueError, match="num_beams must be >= 1"):
+        SynthesisConfig(num_beams=0)
+
+
+def test_voice_conditioning(tmp_path):
+    from modeling_speechtext.text_to_token import add_voice_tokens, tokenizer_voices, voice_token
+
+    synth = tiny_t2t(voices=["flite:rms", "espeak:en+f2"])
+    assert synth.voices == ["espeak:en+f2", "flite:rms"] and synth.config.voice == "espeak:en+f2"
+    assert format_prompt(" Hi. ", "flite:rms") == voice_token("flite:rms") + "Hi.<|begin_of_audio|>"
+    prompt = synth.encode_prompts(["Hi."], "flite:rms")[0]
+    assert prompt[0] == synth.tokenizer.convert_tokens_to_ids(voice_token("flite:rms"))  # one token, not pieces
+    a = synth.synthesize(SENTENCES, do_sample=False)
+    b = synth.synthesize(SENTENCES, do_sample=False, voice="flite:rms")
+    assert a != b  # the voice token changes the prompt, so a random model answers differently
+    synth.save_pretrained(tmp_path / "t2t")
+    loaded = TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t")
+    assert loaded.voices == synth.voices and loaded.synthesize(SENTENCES, do_sample=False) == a
+    with pytest.raises(ValueError, match="not a voice of this text-to-token model"):
+        synth.synthesize(["Hi."], voice="piper:joe")
+    with pytest.raises(ValueError, match="voice-conditioned: choose a voice"):
+        synth.synthesize(["Hi."], voice=None)
+    plain = tiny_t2t()
+    assert plain.voices == [] and tokenizer_voices(plain.tokenizer) == []
+    with pytest.raises(ValueError, match="trained without voice conditioning"):
+        plain.synthesize(["Hi."], voice="flite:rms")
+    with pytest.raises(ValueError, match="voice names"):
+        add_voice_tokens(plain.tokenizer, ["bad|>name"])

@@ -13,7 +13,7 @@ from recipes.train_text_to_token import run_stage, tokenize_pairs, tokens_per_ch
 K = 16
 
 
-def _speech_tokens(root):
+def _speech_tokens(root, voices=("v",)):
     from datasets import Dataset, DatasetDict
 
     rng = np.random.default_rng(0)
@@ -26,7 +26,7 @@ def _speech_tokens(root):
                 "id": [str(i) for i in range(n)],
                 "text": texts,
                 "speech_ids": ids,
-                "voice": ["v"] * n,
+                "voice": [voices[i % len(voices)] for i in range(n)],
                 "engine": ["e"] * n,
                 "duration": [1.0] * n,
             }
@@ -123,6 +123,26 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
     m2 = run_stage({**config, "max_steps": 3, "keep_checkpoints": False}, out, tmp_path)
     assert m2["resumed_from"] == "checkpoint-2" and m2["steps"] == 3
     assert not list(out.glob("checkpoint-*"))
+
+
+def test_voice_conditioned_stage_picks_a_voice_on_tuning_sentences(tmp_path):
+    _speech_tokens(tmp_path, voices=("flite:rms", "espeak:en+f2"))
+    _speech_tokenizer(tmp_path)
+    config = {
+        "seed": 0, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+        "max_position_embeddings": 128, "per_device_train_batch_size": 8, "max_steps": 1, "use_cpu": True,
+        "bf16": False, "report_to": "none", "tts_eval_samples": 3, "voice_conditioning": True,
+        "voice_tune_samples": 2,
+    }  # fmt: skip
+    out = tmp_path / "text_to_token"
+    metrics = run_stage(config, out, tmp_path)
+    assert set(metrics["tune_tts_wer_by_voice"]) == {"flite:rms", "espeak:en+f2"}
+    best = min(metrics["tune_tts_wer_by_voice"].values())
+    assert metrics["tune_tts_wer_by_voice"][metrics["chosen_voice"]] == best
+    synth = TextToTokenSynthesizer.from_pretrained(out)
+    assert synth.voices == ["espeak:en+f2", "flite:rms"] and synth.config.voice == metrics["chosen_voice"]
+    assert metrics["tuned_on_separate_sentences"] is True
+    assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2]) for t in ids)
 
 
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
