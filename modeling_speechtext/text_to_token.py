@@ -92,6 +92,11 @@ class SynthesisConfig:
             `num_beams` times the compute per text for the most likely token *sequence*, which repairs some of
             greedy's early mistakes. Between near-tied beams, float32 rounding of differently padded batches can
             pick either, so unlike greedy/sampling a text's tokens may depend on its batch-mates there.
+        first_pass_fraction: a batch first generates up to this fraction of each row's budget; the rows still
+            speaking then continue in a second, small batch with the same per-row generators (so the tokens are
+            those of one uninterrupted call). Why: `generate()` keeps computing finished rows until the batch's
+            last row ends, so one runaway used to hold a whole batch of 64-128 rows to the full budget. 1.0 = one
+            pass.
         cache_implementation: `None` = the dynamic KV cache; `"static"` preallocates each batch's cache for the
             longest budget (no per-step `torch.cat`: faster when every row runs long, slower when most rows stop
             early because attention then spans the whole preallocated length; measured both ways here).
@@ -111,6 +116,7 @@ class SynthesisConfig:
     seed: int = 0
     voice: str | None = None
     num_beams: int = 1
+    first_pass_fraction: float = 0.6
     cache_implementation: str | None = None
 
     def __post_init__(self):
@@ -120,6 +126,8 @@ class SynthesisConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens_per_char <= 0 or self.batch_size < 1 or self.min_token_budget < 1:
             raise ValueError("max_tokens_per_char, batch_size and min_token_budget must be positive")
+        if not 0 < self.first_pass_fraction <= 1:
+            raise ValueError(f"first_pass_fraction must be in (0, 1], got {self.first_pass_fraction}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.num_beams > 1 and self.do_sample:
@@ -158,11 +166,15 @@ class SynthesisOutput:
         return self.num_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: int, config: SynthesisConfig, seeds):
+def _speech_logits_processor(
+    vocab: SpeechVocab, vocab_rows: int, prompt_len: int, config: SynthesisConfig, generators, limits, done_before
+):
     """One `LogitsProcessor`: allow only speech tokens (+ `<|end_of_audio|>` after the first), then sample per row.
 
     Sampling here (and running `generate()` greedily over the result) is what makes a row's output independent of
-    its batch: each row draws its noise from its own generator, one draw per step (Gumbel-max trick).
+    its batch: each row draws its noise from its own generator (Gumbel-max trick), one draw per token it generates.
+    A row draws nothing once it has ended or reached its limit in this call, so a row continued in a later call
+    (`done_before` tokens already generated, same generator) gets exactly the draws of one uninterrupted call.
     """
     import torch
     from transformers import LogitsProcessor
@@ -175,29 +187,38 @@ def _speech_logits_processor(vocab: SpeechVocab, vocab_rows: int, prompt_len: in
         warpers.append(TopKLogitsWarper(config.top_k))
     if config.do_sample and config.top_p < 1.0:
         warpers.append(TopPLogitsWarper(config.top_p))
-    generators = [torch.Generator().manual_seed(int(s)) for s in seeds] if config.do_sample else None
+    limits = torch.as_tensor(limits)
+    done_before = torch.as_tensor(done_before)
 
     class SpeechOnly(LogitsProcessor):
         def __call__(self, input_ids, scores):
             scores = scores.float()
-            mask = allowed.clone()
-            mask[vocab.end_of_audio_id] = input_ids.shape[1] > prompt_len  # at least one speech token
-            scores = scores.masked_fill(~mask[: scores.shape[1]].to(scores.device), float("-inf"))
-            if generators is None:
+            new = input_ids.shape[1] - prompt_len
+            mask = allowed[: scores.shape[1]].to(scores.device).expand_as(scores).clone()
+            if input_ids.shape[0] == done_before.shape[0]:  # one row per text (beam search: the first step only)
+                mask[:, vocab.end_of_audio_id] = (done_before + new > 0).to(scores.device)  # >= 1 speech token
+            else:
+                mask[:, vocab.end_of_audio_id] = new > 0
+            scores = scores.masked_fill(~mask, float("-inf"))
+            if not config.do_sample:
                 return scores
             scores = scores / config.temperature
             for warper in warpers:
                 scores = warper(input_ids, scores)
-            noise = torch.stack([torch.rand(scores.shape[1], generator=g) for g in generators]).to(scores.device)
-            gumbel = -torch.log(-torch.log(noise.clamp_(1e-10, 1.0 - 1e-7)))
+            ended = (input_ids[:, prompt_len:] == vocab.end_of_audio_id).any(dim=1).cpu() if new else None
+            noise = torch.zeros(scores.shape, dtype=torch.float32)
+            for r, g in enumerate(generators):
+                if new < int(limits[r]) and (ended is None or not bool(ended[r])):
+                    noise[r] = torch.rand(scores.shape[1], generator=g)
+            gumbel = -torch.log(-torch.log(noise.to(scores.device).clamp_(1e-10, 1.0 - 1e-7)))
             choice = (torch.log_softmax(scores, dim=-1) + gumbel).argmax(dim=-1, keepdim=True)
             return torch.full_like(scores, float("-inf")).scatter_(1, choice, 0.0)
 
     return SpeechOnly()
 
 
-def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
-    """Per-row stop after `budget + 1` new tokens (the budget in speech tokens plus a closing marker).
+def _row_budget_criterion(limits: Sequence[int], prompt_len: int):
+    """Per-row stop after `limits[r]` new tokens (a budget in speech tokens plus one for the closing marker).
 
     Beam search calls the criterion with several candidate rows per text, consecutive in the batch (`2 * num_beams`
     candidates in transformers 5), so the per-text limit is repeated to whatever multiple of the batch arrives.
@@ -205,7 +226,7 @@ def _row_budget_criterion(budgets: Sequence[int], prompt_len: int):
     import torch
     from transformers import StoppingCriteria
 
-    limit = torch.tensor(budgets) + 1
+    limit = torch.as_tensor(list(limits))
 
     class RowBudget(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -270,6 +291,46 @@ class TextToTokenSynthesizer:
                 raise ValueError(f"texts[{i}] is empty or not a string ({t!r}); nothing to synthesize")
         return self.tokenizer([format_prompt(t, voice) for t in texts], add_special_tokens=False)["input_ids"]
 
+    def _speech_prefix(self, new_ids: list[int]) -> list[int]:
+        """Speech ids of the generated ids up to the first non-speech token (the closing marker or padding)."""
+        speech = []
+        for t in new_ids:
+            if not self.vocab.is_speech_token(t):
+                break
+            speech.append(t - self.vocab.audio_offset)
+        return speech
+
+    def _generate(self, prefixes, limits, done_before, generators, config) -> list[list[int]]:
+        """One left-padded `generate()` call; row r stops after `limits[r]` new tokens or at `<|end_of_audio|>`."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        width = max(len(x) for x in prefixes)
+        input_ids = torch.tensor([[self.pad_token_id] * (width - len(x)) + x for x in prefixes])
+        attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prefixes])
+        beams = {"num_beams": config.num_beams, "early_stopping": True} if config.num_beams > 1 else {}
+        # early_stopping=True: "never" would look at the batch's max length, so beams would depend on batch-mates
+        gen_config = GenerationConfig(
+            max_new_tokens=max(limits),
+            do_sample=False,  # sampling happens per row inside the logits processor
+            eos_token_id=self.vocab.end_of_audio_id,
+            pad_token_id=self.pad_token_id,
+            use_cache=True,
+            cache_implementation=config.cache_implementation,
+            **beams,
+        )
+        rows = self.model.get_input_embeddings().num_embeddings
+        processor = _speech_logits_processor(self.vocab, rows, width, config, generators, limits, done_before)
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids.to(self.model.device),
+                attention_mask=attention_mask.to(self.model.device),
+                generation_config=gen_config,
+                logits_processor=LogitsProcessorList([processor]),
+                stopping_criteria=StoppingCriteriaList([_row_budget_criterion(limits, width)]),
+            )
+        return generated[:, width:].tolist()
+
     def synthesize(
         self,
         texts: Sequence[str],
@@ -287,7 +348,6 @@ class TextToTokenSynthesizer:
         """
         import torch
         from tqdm.auto import tqdm
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         config = SynthesisConfig(**{**asdict(self.config), **overrides}) if overrides else self.config
         texts = list(texts)
@@ -306,44 +366,34 @@ class TextToTokenSynthesizer:
         out_ids: list[list[int]] = [[] for _ in texts]
         truncated = [False] * len(texts)
         n_tokens = 0
-        rows = self.model.get_input_embeddings().num_embeddings
         start = time.perf_counter()
+        two_pass = config.first_pass_fraction < 1.0 and config.num_beams == 1
         for b in tqdm(range(0, len(order), bs), disable=not progress, desc="synthesize", unit="batch"):
             idx = order[b : b + bs]
-            width = max(len(prompts[i]) for i in idx)
-            input_ids = torch.tensor([[self.pad_token_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
-            attention_mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
-            row_budgets = [budgets[i] for i in idx]
-            gen_config = GenerationConfig(
-                max_new_tokens=max(row_budgets) + 1,
-                do_sample=False,  # sampling happens per row inside the logits processor
-                eos_token_id=self.vocab.end_of_audio_id,
-                pad_token_id=self.pad_token_id,
-                use_cache=True,
-                cache_implementation=config.cache_implementation,
-                num_beams=config.num_beams,
-                length_penalty=1.0,
-                early_stopping=True,  # "never" would look at the batch's max length: a text's beams would depend on its batch-mates
-            )
-            processor = _speech_logits_processor(self.vocab, rows, width, config, [seeds[i] for i in idx])
-            with torch.inference_mode():
-                generated = self.model.generate(
-                    input_ids=input_ids.to(self.model.device),
-                    attention_mask=attention_mask.to(self.model.device),
-                    generation_config=gen_config,
-                    logits_processor=LogitsProcessorList([processor]),
-                    stopping_criteria=StoppingCriteriaList([_row_budget_criterion(row_budgets, width)]),
-                )
-            for row, i in enumerate(idx):
-                new = generated[row, width:].tolist()
-                speech = []
-                for t in new:
-                    if not self.vocab.is_speech_token(t):
-                        break
-                    speech.append(t - self.vocab.audio_offset)
-                ended = len(speech) < len(new) and new[len(speech)] == self.vocab.end_of_audio_id
-                truncated[i] = not ended
-                out_ids[i] = speech[: budgets[i]]
+            generators = [torch.Generator().manual_seed(int(seeds[i])) for i in idx] if config.do_sample else []
+            # pass 1: every row up to its first-pass limit (all of its budget + the closing marker if single-pass)
+            full = [budgets[i] + 1 for i in idx]
+            first = [min(f, max(1, math.ceil(config.first_pass_fraction * (f - 1)))) if two_pass else f for f in full]
+            new = self._generate([prompts[i] for i in idx], first, [0] * len(idx), generators, config)
+            speech = [self._speech_prefix(row) for row in new]
+            # pass 2: the few rows that reached the first-pass limit without ending go on alone, in a small batch,
+            # instead of keeping the whole batch busy (generate() computes finished rows until the last one ends)
+            eoa = self.vocab.end_of_audio_id
+            ended = [len(sp) < len(row) and row[len(sp)] == eoa for row, sp in zip(new, speech)]
+            todo = [k for k, sp in enumerate(speech) if not ended[k] and len(sp) < full[k]]
+            if todo:
+                more = self._generate(
+                    [prompts[idx[k]] + self.vocab.speech_to_token_ids(speech[k]) for k in todo],
+                    [full[k] - len(speech[k]) for k in todo], [len(speech[k]) for k in todo],
+                    [generators[k] for k in todo] if generators else [], config,
+                )  # fmt: skip
+                for k, row in zip(todo, more):
+                    tail = self._speech_prefix(row)
+                    speech[k] = speech[k] + tail
+                    ended[k] = len(tail) < len(row) and row[len(tail)] == eoa
+            for k, i in enumerate(idx):
+                truncated[i] = not ended[k]
+                out_ids[i] = speech[k][: budgets[i]]
                 n_tokens += len(out_ids[i])
         seconds = time.perf_counter() - start
         if not return_dict:

@@ -144,3 +144,17 @@ def test_voice_conditioning(tmp_path):
         plain.synthesize(["Hi."], voice="flite:rms")
     with pytest.raises(ValueError, match="voice names"):
         add_voice_tokens(plain.tokenizer, ["bad|>name"])
+
+
+def test_two_pass_generation_gives_the_tokens_of_one_pass(synth):
+    """Rows that outlive the first pass continue in a small batch with their own generators: same tokens."""
+    texts = SENTENCES + ["Mary went to the kitchen and then to the garden."]
+    for settings in ({}, {"do_sample": False}, {"temperature": 0.7, "top_k": 5}):
+        one = synth.synthesize(texts, return_dict=True, first_pass_fraction=1.0, batch_size=4, **settings)
+        for fraction in (0.05, 0.3, 0.6):
+            two = synth.synthesize(texts, return_dict=True, first_pass_fraction=fraction, batch_size=4, **settings)
+            assert two.speech_ids == one.speech_ids and two.truncated == one.truncated
+            assert two.speech_ids == synth.synthesize(texts, first_pass_fraction=fraction, batch_size=1, **settings)
+    assert max(map(len, one.speech_ids)) > 2  # 0.05 of the budget really cut rows into two passes
+    with pytest.raises(ValueError, match="first_pass_fraction"):
+        SynthesisConfig(first_pass_fraction=0.0)
