@@ -53,6 +53,13 @@ class DataArguments:
         default=True, metadata={"help": "learn one embedding per training voice (else train on target_voice only)"}
     )
     target_voice: str | None = field(default=None, metadata={"help": "output voice; default: most frequent"})
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "fine-tune this trained decoder (folder or Hub id) instead of a fresh one; its architecture, "
+            "voices and mel statistics are kept, the model arguments are ignored"
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "cap on training utterances"})
     max_train_tokens: int = field(default=40, metadata={"help": "random crops of at most this many tokens"})
     eval_samples: int = field(default=50, metadata={"help": "utterances per evaluation split"})
@@ -299,19 +306,26 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         train_rows = random.Random(training_args.seed).sample(train_rows, min(len(train_rows), data.max_train_samples))
 
     # 2. model config; mel targets and their statistics
-    config = SpeechDecoderConfig(
-        codebook_size=tokenizer_config.codebook_size,
-        tokens_per_second=tokenizer_config.tokens_per_second,
-        voice_names=voice_names,
-        default_voice=target if voice_names else None,
-        **vars(model_args),
-    )
-    model = SpeechDecoderModel(config)
-    items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
+    if data.init_from:
+        model = _pretrained_decoder(data.init_from, tokenizer_config, voice_names)
+        config = model.config
+        items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
+        frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
+        target = config.default_voice or target
+    else:
+        config = SpeechDecoderConfig(
+            codebook_size=tokenizer_config.codebook_size,
+            tokens_per_second=tokenizer_config.tokens_per_second,
+            voice_names=voice_names,
+            default_voice=target if voice_names else None,
+            **vars(model_args),
+        )
+        model = SpeechDecoderModel(config)
+        items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
+        frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
+        config.mel_mean, config.mel_std = round(float(frames.mean()), 4), round(float(frames.std()), 4)
     if not items:
         raise ValueError("no training utterance with speech tokens")
-    frames = torch.cat([it["mel"].float() for it in items])
-    config.mel_mean, config.mel_std = round(float(frames.mean()), 4), round(float(frames.std()), 4)
     logger.info(
         "%d training utterances, %.1f min, %d voices, target %s, %.2fM parameters",
         len(items), frames.shape[0] / config.frame_rate / 60, len(voices), target, model.num_parameters() / 1e6,
@@ -348,6 +362,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         "final_train_loss": round(losses[-1], 4) if losses else None,
         "train_seconds": round(seconds, 1),
         "resumed_from": Path(last).name if last else None,
+        "init_from": data.init_from,
     }
     metrics.update(evaluate(model, splits, data, output_dir, training_args.seed))
     metrics["total_seconds"] = round(time.perf_counter() - start, 1)
@@ -356,6 +371,20 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         shutil.rmtree(ckpt, ignore_errors=True)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
+
+
+def _pretrained_decoder(path: str, tokenizer_config, voice_names: list[str]) -> SpeechDecoderModel:
+    """A trained decoder to fine-tune, checked against this run's tokenizer and voices."""
+    model = SpeechDecoderModel.from_pretrained(path)
+    model.check_speech_tokenizer(tokenizer_config)
+    if bool(model.config.voice_names) != bool(voice_names):
+        raise ValueError(f"{path}: voice_embedding must match the decoder being fine-tuned")
+    if model.config.voice_names != voice_names:
+        raise ValueError(
+            f"{path} was trained with voices {model.config.voice_names}, this run has {voice_names}: "
+            "the voice embeddings would mean other voices"
+        )
+    return model
 
 
 def make_parser() -> HfArgumentParser:

@@ -147,6 +147,24 @@ def test_single_voice_training_and_regression_objective(run_dir, tmp_path):
     assert metrics["voices"] == 1 and metrics["train_utterances"] == 6 and metrics["objective"] == "regression"
 
 
+def test_fine_tune_from_a_trained_decoder(run_dir, trained, tmp_path):
+    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+
+    out, _ = trained
+    start = SpeechDecoderModel.from_pretrained(out)
+    metrics = recipe.run_stage(
+        _micro_config(init_from=str(out), max_steps=1, warmup_steps=0, eval_samples=1, hidden_size=8), tmp_path / "ft", run_dir
+    )
+    tuned = SpeechDecoderModel.from_pretrained(tmp_path / "ft")
+    assert metrics["init_from"] == str(out) and metrics["steps"] == 1
+    assert tuned.config.hidden_size == start.config.hidden_size  # the checkpoint's architecture, not the arguments
+    assert tuned.config.mel_mean == start.config.mel_mean and tuned.config.voice_names == start.config.voice_names
+    moved = [not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.state_dict().values())]
+    assert any(moved)  # it trained from the checkpoint's weights
+    with pytest.raises(ValueError, match="voice_embedding must match"):
+        recipe.run_stage(_micro_config(init_from=str(out), voice_embedding=False), tmp_path / "ft2", run_dir)
+
+
 def test_bad_configs_fail_clearly(run_dir, tmp_path):
     with pytest.raises(ValueError, match="target_voice 'nobody'"):
         recipe.run_stage(_micro_config(target_voice="nobody"), tmp_path / "a", run_dir)
