@@ -59,4 +59,13 @@ def tiny_t2t(codebook_size: int = 32, seed: int = 0, voices: list[str] | None = 
     return TextToTokenSynthesizer(model, tok, SynthesisConfig(**settings))
 
 
-__all__ = ["SENTENCES", "tiny_text_tokenizer", "tiny_t2t"]
+def plain_text_lm(tokenizer):
+    """A tiny random Llama over the text vocabulary only (no speech tokens): what the synthesizer must refuse."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=32)  # fmt: skip
+    return LlamaForCausalLM(config)
+
+
+__all__ = ["SENTENCES", "plain_text_lm", "tiny_text_tokenizer", "tiny_t2t"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from t2t_fixtures import SENTENCES, tiny_t2t, tiny_text_tokenizer
+from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
 from dataset_builders.interleaved import build_interleaved
 from modeling_speechtext.vocab import SpeechVocab
@@ -170,18 +170,7 @@ def test_text_files_and_bad_models(world, tmp_path):
     rows = _rows(tmp_path / "out")
     assert stats["documents"] == len(rows) == 18 and "000000000" in rows  # row index as id, blank line skipped
     tok = tiny_text_tokenizer()
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            intermediate_size=32,
-        )
-    ).save_pretrained(tmp_path / "text_lm")
+    plain_text_lm(tok).save_pretrained(tmp_path / "text_lm")
     tok.save_pretrained(tmp_path / "text_lm")
     with pytest.raises(ValueError, match="lacks the speech tokens"):
         build_interleaved({"source": str(txt), "t2t": str(tmp_path / "text_lm"), "output_dir": str(tmp_path / "x")})

@@ -153,7 +153,9 @@ def test_fine_tune_from_a_trained_decoder(run_dir, trained, tmp_path):
     out, _ = trained
     start = SpeechDecoderModel.from_pretrained(out)
     metrics = recipe.run_stage(
-        _micro_config(init_from=str(out), max_steps=1, warmup_steps=0, eval_samples=1, hidden_size=8), tmp_path / "ft", run_dir
+        _micro_config(init_from=str(out), max_steps=1, warmup_steps=0, eval_samples=1, hidden_size=8),
+        tmp_path / "ft",
+        run_dir,
     )
     tuned = SpeechDecoderModel.from_pretrained(tmp_path / "ft")
     assert metrics["init_from"] == str(out) and metrics["steps"] == 1

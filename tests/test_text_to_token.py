@@ -1,5 +1,5 @@
 import pytest
-from t2t_fixtures import SENTENCES, tiny_t2t, tiny_text_tokenizer
+from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
 from modeling_speechtext.text_to_token import SynthesisConfig, TextToTokenSynthesizer, format_prompt, tts_wer
 
@@ -53,19 +53,8 @@ def test_save_load_roundtrip_and_bad_inputs(synth, tmp_path):
     with pytest.raises(FileNotFoundError):
         TextToTokenSynthesizer.from_pretrained(tmp_path / "nothing")
     # a plain text LM (no speech tokens) is refused with the vocabulary message
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = tiny_text_tokenizer()
-    lm = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            intermediate_size=32,
-        )
-    )
+    lm = plain_text_lm(tok)
     lm.save_pretrained(tmp_path / "text_lm")
     tok.save_pretrained(tmp_path / "text_lm")
     with pytest.raises(ValueError, match="lacks the speech tokens"):
