@@ -16,6 +16,7 @@ is any `AutoModelForCausalLM` (Llama/Qwen2-style config); everything specific li
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -293,12 +294,7 @@ class TextToTokenSynthesizer:
 
     def _speech_prefix(self, new_ids: list[int]) -> list[int]:
         """Speech ids of the generated ids up to the first non-speech token (the closing marker or padding)."""
-        speech = []
-        for t in new_ids:
-            if not self.vocab.is_speech_token(t):
-                break
-            speech.append(t - self.vocab.audio_offset)
-        return speech
+        return self.vocab.token_to_speech_ids(itertools.takewhile(self.vocab.is_speech_token, new_ids))
 
     def _generate(self, prefixes, limits, done_before, generators, config) -> list[list[int]]:
         """One left-padded `generate()` call; row r stops after `limits[r]` new tokens or at `<|end_of_audio|>`."""

@@ -306,23 +306,23 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         train_rows = random.Random(training_args.seed).sample(train_rows, min(len(train_rows), data.max_train_samples))
 
     # 2. model config; mel targets and their statistics
-    if data.init_from:
+    if data.init_from:  # its mel statistics normalise the targets it was trained on: keep them
         model = _pretrained_decoder(data.init_from, tokenizer_config, voice_names)
-        config = model.config
-        items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
-        frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
-        target = config.default_voice or target
+        target = model.config.default_voice or target
     else:
-        config = SpeechDecoderConfig(
-            codebook_size=tokenizer_config.codebook_size,
-            tokens_per_second=tokenizer_config.tokens_per_second,
-            voice_names=voice_names,
-            default_voice=target if voice_names else None,
-            **vars(model_args),
+        model = SpeechDecoderModel(
+            SpeechDecoderConfig(
+                codebook_size=tokenizer_config.codebook_size,
+                tokens_per_second=tokenizer_config.tokens_per_second,
+                voice_names=voice_names,
+                default_voice=target if voice_names else None,
+                **vars(model_args),
+            )
         )
-        model = SpeechDecoderModel(config)
-        items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
-        frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
+    config = model.config
+    items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
+    frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
+    if not data.init_from and items:
         config.mel_mean, config.mel_std = round(float(frames.mean()), 4), round(float(frames.std()), 4)
     if not items:
         raise ValueError("no training utterance with speech tokens")

@@ -174,18 +174,25 @@ def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
     }
 
 
-def choose_voice(synth, transcribe, texts: list[str], seed: int) -> dict[str, Any]:
-    """Greedy TTS WER per voice on tuning sentences; the synthesizer keeps the best voice (ties: the first)."""
+def _tune(synth, transcribe, texts: list[str], candidates: dict, seed: int) -> dict:
+    """TTS WER of each candidate setting (name -> synthesis overrides) on tuning sentences."""
     from modeling_speechtext.text_normalization import normalize_text
     from modeling_speechtext.text_to_token import tts_wer
 
-    scores = {}
-    for voice in synth.voices:
-        ids = synth.synthesize(texts, seed=seed, do_sample=False, voice=voice)
-        scores[voice] = round(tts_wer(transcribe, texts, ids, normalize=normalize_text)["tts_wer"], 4)
+    return {
+        name: tts_wer(transcribe, texts, synth.synthesize(texts, seed=seed, **settings), normalize=normalize_text)[
+            "tts_wer"
+        ]
+        for name, settings in candidates.items()
+    }
+
+
+def choose_voice(synth, transcribe, texts: list[str], seed: int) -> dict[str, Any]:
+    """Greedy TTS WER per voice on tuning sentences; the synthesizer keeps the best voice (ties: the first)."""
+    scores = _tune(synth, transcribe, texts, {v: {"do_sample": False, "voice": v} for v in synth.voices}, seed)
     best = min(synth.voices, key=lambda v: scores[v])
     synth.config.voice = best
-    return {"chosen_voice": best, "tune_tts_wer_by_voice": scores}
+    return {"chosen_voice": best, "tune_tts_wer_by_voice": {v: round(w, 4) for v, w in scores.items()}}
 
 
 def _eval_sentences(rows, n: int) -> tuple[list[str], list[list[int]]]:
@@ -203,13 +210,8 @@ def _eval_sentences(rows, n: int) -> tuple[list[str], list[list[int]]]:
 
 def choose_temperature(synth, transcribe, texts: list[str], grid: list[float], seed: int) -> dict[str, float]:
     """TTS WER per temperature (0 = greedy) on tuning sentences; the synthesizer keeps the best one."""
-    from modeling_speechtext.text_normalization import normalize_text
-    from modeling_speechtext.text_to_token import tts_wer
-
-    scores = {}
-    for t in grid:
-        ids = synth.synthesize(texts, seed=seed, **({"do_sample": False} if t <= 0 else {"temperature": t}))
-        scores[t] = tts_wer(transcribe, texts, ids, normalize=normalize_text)["tts_wer"]
+    candidates = {t: {"do_sample": False} if t <= 0 else {"temperature": t} for t in grid}
+    scores = _tune(synth, transcribe, texts, candidates, seed)
     best = min(scores, key=lambda t: (scores[t], -t))
     synth.config.do_sample, synth.config.temperature = best > 0, best if best > 0 else synth.config.temperature
     return {f"tune_tts_wer_t{t:g}": round(w, 4) for t, w in scores.items()} | {"chosen_temperature": best}
@@ -331,7 +333,8 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         if "voice" not in train_rows.column_names:
             raise ValueError(f"voice_conditioning needs a `voice` column in {paths['speech_tokens']}")
         voices = add_voice_tokens(tokenizer, train_rows.unique("voice"))
-        eval_rows = eval_rows.filter(lambda v: v in set(voices), input_columns="voice")  # voices it can condition on
+        known = set(voices)
+        eval_rows = eval_rows.filter(lambda v: v in known, input_columns="voice")  # voices it can condition on
     model_cfg = {
         "model_type": args.model_type,
         "hidden_size": args.hidden_size,
