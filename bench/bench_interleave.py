@@ -1,6 +1,6 @@
 """How fast is synthetic interleaved data made, and does the builder stream?
 
-1. Synthesizer speed: speech tokens/s of `TextToTokenSynthesizer` (length-sorted batches, left padding, KV cache)
+1. Synthesizer speed: speech tokens/s of `TextToTokenSynthesizer` (continuous batching, and length-sorted `generate()` batches)
    against the naive loop (one span at a time, batch 1) on the same model and spans, in one run. Per-row seeded
    sampling and per-row token budgets make both produce identical tokens (checked).
 2. Builder end to end: tokens/s of `build_interleaved` (spans sampled, synthesized, tokenized, written as Parquet).
@@ -69,25 +69,22 @@ def bench_synthesizer(
     threads: int,
     dtype: str | None,
     cache=None,
-    first_pass_fraction: float | None = None,
 ) -> dict:
     import torch
 
     from modeling_speechtext.text_to_token import TextToTokenSynthesizer
 
     torch.set_num_threads(threads)
-    synth = TextToTokenSynthesizer.from_pretrained(
-        t2t, dtype=getattr(torch, dtype) if dtype else None, first_pass_fraction=first_pass_fraction
-    )
+    synth = TextToTokenSynthesizer.from_pretrained(t2t, dtype=getattr(torch, dtype) if dtype else None)
     synth.synthesize(texts[:4], batch_size=4)  # warm-up (allocator, kernels)
     t0 = time.perf_counter()
     # the naive loop keeps the dynamic cache (its best setting at batch 1)
-    naive = [synth.synthesize([t], batch_size=1, cache_implementation=None)[0] for t in texts]
+    naive = [synth.synthesize([t], batch_size=1, continuous_batching=False)[0] for t in texts]
     naive_s = time.perf_counter() - t0
-    # one pass: generate() holds every row of a batch until its last row ends (the previous synthesizer)
+    # length-sorted generate() batches: every row of a batch is computed until its last row ends
     one = synth.synthesize(texts, batch_size=batch_size, return_dict=True, cache_implementation=cache,
-                           first_pass_fraction=1.0)  # fmt: skip
-    out = synth.synthesize(texts, batch_size=batch_size, return_dict=True, cache_implementation=cache)
+                           continuous_batching=False)  # fmt: skip
+    out = synth.synthesize(texts, batch_size=batch_size, return_dict=True, continuous_batching=True)
     n_tokens = sum(map(len, naive))
     return {
         "spans": len(texts),
@@ -98,13 +95,13 @@ def bench_synthesizer(
         "naive_batch1_tokens_per_s": round(n_tokens / naive_s, 1),
         "batched_tokens_per_s": round(out.num_tokens / out.seconds, 1),
         "speedup": round((out.num_tokens / out.seconds) / (n_tokens / naive_s), 2),
-        "batched_one_pass_tokens_per_s": round(one.num_tokens / one.seconds, 1),
-        "speedup_one_pass": round((one.num_tokens / one.seconds) / (n_tokens / naive_s), 2),
-        "first_pass_fraction": synth.config.first_pass_fraction,
+        "generate_batches_tokens_per_s": round(one.num_tokens / one.seconds, 1),
+        "speedup_generate_batches": round((one.num_tokens / one.seconds) / (n_tokens / naive_s), 2),
+        "refill_below": synth.config.refill_below,
         "batch_size": batch_size,
         "threads": threads,
         "dtype": dtype or "float32",
-        "batched_cache": cache or "dynamic",
+        "generate_batches_cache": cache or "dynamic",
         "runaways_cut": sum(out.truncated),
     }
 
@@ -164,8 +161,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 (default float32)")
-    parser.add_argument("--cache", default=None, help="KV cache of the batched run: dynamic (default) or static")
-    parser.add_argument("--first_pass_fraction", type=float, default=None, help="default: the model's setting")
+    parser.add_argument("--cache", default=None, help="KV cache of the generate() batches: dynamic or static")
     parser.add_argument("--sizes", default="250,1000,4000", help="corpus sizes (documents) for the memory check")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
@@ -191,7 +187,6 @@ def main() -> None:
                 args.threads,
                 args.dtype,
                 None if args.cache in (None, "dynamic") else args.cache,
-                args.first_pass_fraction,
             )
         }
         print(json.dumps(report["synthesizer"], indent=2), flush=True)

@@ -135,15 +135,16 @@ def test_voice_conditioning(tmp_path):
         add_voice_tokens(plain.tokenizer, ["bad|>name"])
 
 
-def test_two_pass_generation_gives_the_tokens_of_one_pass(synth):
-    """Rows that outlive the first pass continue in a small batch with their own generators: same tokens."""
+def test_continuous_batching_gives_the_tokens_of_generate_batches(synth):
+    """Rows leaving and joining a running batch keep their own generators: the tokens of `generate()` and of batch 1."""
     texts = SENTENCES + ["Mary went to the kitchen and then to the garden."]
     for settings in ({}, {"do_sample": False}, {"temperature": 0.7, "top_k": 5}):
-        one = synth.synthesize(texts, return_dict=True, first_pass_fraction=1.0, batch_size=4, **settings)
-        for fraction in (0.05, 0.3, 0.6):
-            two = synth.synthesize(texts, return_dict=True, first_pass_fraction=fraction, batch_size=4, **settings)
-            assert two.speech_ids == one.speech_ids and two.truncated == one.truncated
-            assert two.speech_ids == synth.synthesize(texts, first_pass_fraction=fraction, batch_size=1, **settings)
-    assert max(map(len, one.speech_ids)) > 2  # 0.05 of the budget really cut rows into two passes
-    with pytest.raises(ValueError, match="first_pass_fraction"):
-        SynthesisConfig(first_pass_fraction=0.0)
+        ref = synth.synthesize(texts, return_dict=True, continuous_batching=False, batch_size=4, **settings)
+        for batch_size, refill_below in ((2, 0.5), (3, 0.0), (3, 1.0), (64, 0.5)):
+            cont = synth.synthesize(
+                texts, return_dict=True, batch_size=batch_size, refill_below=refill_below, **settings
+            )
+            assert cont.speech_ids == ref.speech_ids and cont.truncated == ref.truncated
+        assert ref.speech_ids == synth.synthesize(texts, batch_size=1, **settings)
+    with pytest.raises(ValueError, match="refill_below"):
+        SynthesisConfig(refill_below=1.5)
