@@ -85,7 +85,7 @@ class SynthesisConfig:
             speech tokens; a generation that reaches it without `<|end_of_audio|>` is cut and flagged.
             Training measures the data's ratio and stores a margin above it.
         min_token_budget: floor of that budget for very short texts.
-        batch_size: texts per `generate()` call (after sorting by length).
+        batch_size: rows decoded together (in flight with continuous batching, per `generate()` call otherwise).
         seed: default seed; each text gets `stable_seed(seed, text)` unless explicit seeds are given.
         voice: for a voice-conditioned model (`tokenizer_voices` non-empty), the corpus voice whose tokens to
             write; training picks the one with the lowest TTS WER on held-out sentences.
