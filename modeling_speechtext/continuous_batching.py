@@ -37,12 +37,13 @@ class _Batch:
         return int(self.rows.shape[0])
 
     def keep(self, keep: torch.Tensor) -> None:
-        """Drop finished rows, then the leading columns no remaining row attends to."""
-        if not bool(keep.all()):
-            index = keep.nonzero().squeeze(1)
-            self.cache.batch_select_indices(index)
-            self.mask, self.rows, self.position = self.mask[index], self.rows[index], self.position[index]
-            self.logits = self.logits[index]
+        """Drop finished rows, then the leading columns no remaining row attends to (only a drop makes those)."""
+        if bool(keep.all()):
+            return
+        index = keep.nonzero().squeeze(1)
+        self.cache.batch_select_indices(index)
+        self.mask, self.rows, self.position = self.mask[index], self.rows[index], self.position[index]
+        self.logits = self.logits[index]
         used = self.mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start > 0:
