@@ -39,11 +39,18 @@ class SpeechDecoderOutput(ModelOutput):
         loss: flow-matching MSE on the velocity (or L1 on the mel for `objective="regression"`), masked frames.
         prediction: the network output `[batch, frames, n_mels]` (velocity or normalised mel).
         frame_mask: `[batch, frames]` valid mel frames.
+        mel_estimate: the normalised mel this step implies `[batch, frames, n_mels]`: the prediction itself for
+            regression, the one-step flow estimate `x_t + (1 - t) v` for flow matching (what an extra loss on the
+            decoded mel, such as `TokenConsistencyLoss`, can be applied to).
+        estimate_weight: `[batch]` how much each row's estimate says about the sample: `t` for flow matching
+            (at `t = 0` it is only the conditional mean), 0 for rows whose condition was dropped for guidance.
     """
 
     loss: torch.Tensor | None = None
     prediction: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
+    mel_estimate: torch.Tensor | None = None
+    estimate_weight: torch.Tensor | None = None
 
 
 @dataclass
@@ -406,8 +413,10 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
             zeros_t = torch.zeros(mel.shape[0], device=mel.device)
             prediction = self.estimator(torch.zeros_like(target), zeros_t, mu, positions, frame_mask)
             error = (prediction - target).abs()
+            estimate, weight = prediction, torch.ones(mel.shape[0], device=mel.device)
         else:
             mu_full = mu
+            keep = torch.ones(mu.shape[0], 1, 1, device=mu.device, dtype=torch.bool)
             if self.training and c.cfg_dropout > 0:  # drop the condition: the unconditional model for guidance
                 keep = torch.rand(mu.shape[0], 1, 1, device=mu.device) >= c.cfg_dropout
                 mu = mu * keep
@@ -423,11 +432,16 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
             velocity = target - (1 - c.sigma_min) * noise
             prediction = self.estimator(x_t, t, mu, positions, frame_mask)
             error = (prediction - velocity) ** 2
+            # x_1 = (1 - s) x_t + (1 - (1 - s) t) v, s = sigma_min: exact for the true velocity
+            estimate = (1 - c.sigma_min) * x_t + (1 - (1 - c.sigma_min) * tt) * prediction
+            weight = t * keep.flatten().to(t.dtype)
             if self.prior_head is not None:
                 error = error + c.prior_loss_weight * (prior - target).abs()
         m = frame_mask[..., None].to(error.dtype)
         loss = (error * m).sum() / (m.sum() * c.n_mels).clamp(min=1)
-        out = SpeechDecoderOutput(loss=loss, prediction=prediction, frame_mask=frame_mask)
+        out = SpeechDecoderOutput(
+            loss=loss, prediction=prediction, frame_mask=frame_mask, mel_estimate=estimate, estimate_weight=weight
+        )
         return out if return_dict else out.to_tuple()
 
     # ----------------------------------------------------------------------------------------------- inference

@@ -13,6 +13,10 @@ on `id`) and `speech_tokenizer` stage (codebook size, and its ASR for resynthesi
     python recipes/train_speech_decoder.py --config recipes/configs/demo/speech_decoder.yaml \
         --run_dir runs/demo --output_dir runs/demo_decoder_regression --objective regression
 
+    # with the token-consistency loss (the frozen tokenizer must read the decoded mel back as its tokens)
+    python recipes/train_speech_decoder.py --config recipes/configs/tiny/speech_decoder.yaml \
+        --run_dir runs/tiny --output_dir runs/tiny_decoder_tc --token_loss_weight 0.1
+
     # several processes or GPUs
     accelerate launch --config_file recipes/accelerate/ddp.yaml recipes/train_speech_decoder.py \
         --config recipes/configs/paper/speech_decoder.yaml --run_dir runs/paper --output_dir runs/paper/speech_decoder
@@ -105,6 +109,17 @@ class DecoderTrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = "none"
     remove_unused_columns: bool = False
     dataloader_num_workers: int = 0
+    token_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "> 0 adds the token-consistency loss (modeling_speechtext/speech_decoder_token_loss.py): "
+            "cross-entropy of the input tokens when the frozen speech tokenizer reads the decoded mel"
+        },
+    )
+    token_loss_temperature: float = field(default=0.1, metadata={"help": "softmax temperature over code cosines"})
+    token_loss_bridge_samples: int = field(
+        default=200, metadata={"help": "training utterances to fit the decoder-mel -> tokenizer-feature map on"}
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -190,6 +205,50 @@ def _mel_items(model: SpeechDecoderModel, rows: list[dict], audio_split, voice_n
         voice_id = voice_names.index(row["voice"]) if row["voice"] in voice_names else None
         items.append({"input_ids": torch.tensor(ids), "mel": mel.half(), "voice_id": voice_id, "row": row})
     return items
+
+
+def _token_loss(model: SpeechDecoderModel, items: list[dict], audio_split, tokenizer_dir: Path, args, seed: int):
+    """The frozen tokenizer and the decoder-mel -> tokenizer-feature map, fitted on some training utterances."""
+    from modeling_speechtext.speech_decoder_token_loss import TokenConsistencyLoss, fit_mel_bridge
+    from modeling_speechtext.speech_tokenization import extract_features, load_speech_tokenizer
+
+    tokenizer, feature_extractor = load_speech_tokenizer(tokenizer_dir)
+    picked = random.Random(seed).sample(items, min(len(items), args.token_loss_bridge_samples))
+    feats = [
+        torch.from_numpy(extract_features(feature_extractor, _waveform(audio_split, it["row"]["audio_index"])))
+        for it in picked
+    ]
+    bridge = fit_mel_bridge([it["mel"].float() for it in picked], feats)
+    logger.info("mel bridge fitted on %d frames: R^2 %.4f", bridge["frames"], bridge["r2"])
+    loss = TokenConsistencyLoss(tokenizer, bridge["weight"], args.token_loss_temperature).to(model.device)
+    return loss, {"token_loss_bridge_r2": round(bridge["r2"], 4), "token_loss_bridge_frames": bridge["frames"]}
+
+
+class DecoderTrainer(Trainer):
+    """`Trainer` plus the optional token-consistency loss on the decoder's mel estimate (logged on its own)."""
+
+    def __init__(self, *args, token_loss=None, token_loss_weight: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token_loss, self.token_loss_weight = token_loss, token_loss_weight
+        self._token_sums = torch.zeros(3)  # loss, accuracy, count since the last log
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if self.token_loss is not None and self.token_loss_weight > 0:
+            decoder = self.accelerator.unwrap_model(model)
+            mel = decoder.denormalize_mel(outputs.mel_estimate)
+            tc = self.token_loss(mel, inputs["input_ids"], inputs.get("attention_mask"), outputs.estimate_weight)
+            loss = loss + self.token_loss_weight * tc.loss
+            self._token_sums += torch.tensor([tc.loss.item(), tc.accuracy.item(), 1.0])
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if self._token_sums[2] > 0:
+            logs["token_loss"] = round(float(self._token_sums[0] / self._token_sums[2]), 4)
+            logs["token_accuracy"] = round(float(self._token_sums[1] / self._token_sums[2]), 4)
+            self._token_sums.zero_()
+        super().log(logs, *args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
@@ -335,6 +394,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     dataset = MelDataset(items, data.max_train_tokens, config.frames_per_token, config.block_size)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     done = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
+    bridge_metrics: dict = {}
     if done and training_args.max_steps > 0 and done["global_step"] >= training_args.max_steps:
         logger.info("%s already holds the last step: evaluating it", last)  # crashed after training
         model = SpeechDecoderModel.from_pretrained(last)
@@ -342,7 +402,15 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     else:
         if last:
             logger.info("resuming from %s", last)
-        trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collate)
+        token_loss = None
+        if training_args.token_loss_weight > 0:  # (the resumed-after-training branch above logs no token loss)
+            token_loss, bridge_metrics = _token_loss(
+                model, items, train_audio, tokenizer_dir, training_args, training_args.seed
+            )
+        trainer = DecoderTrainer(
+            model=model, args=training_args, train_dataset=dataset, data_collator=collate,
+            token_loss=token_loss, token_loss_weight=training_args.token_loss_weight,
+        )  # fmt: skip
         result = trainer.train(resume_from_checkpoint=last)
         log_history, steps = trainer.state.log_history, trainer.state.global_step
         seconds = result.metrics.get("train_runtime", 0.0)
@@ -350,6 +418,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     # 4. save (safetensors + remote code), evaluate, then drop the checkpoints
     model.save_pretrained(output_dir)
     losses = [h["loss"] for h in log_history if "loss" in h]
+    token_logs = [h for h in log_history if "token_loss" in h]
     metrics = {
         "objective": config.objective,
         "parameters": model.num_parameters(),
@@ -363,7 +432,12 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         "train_seconds": round(seconds, 1),
         "resumed_from": Path(last).name if last else None,
         "init_from": data.init_from,
+        "token_loss_weight": training_args.token_loss_weight,
     }
+    if token_logs:
+        metrics.update(bridge_metrics)
+        metrics["final_token_loss"] = token_logs[-1]["token_loss"]
+        metrics["final_token_accuracy"] = token_logs[-1]["token_accuracy"]
     metrics.update(evaluate(model, splits, data, output_dir, training_args.seed))
     metrics["total_seconds"] = round(time.perf_counter() - start, 1)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -147,6 +147,18 @@ def test_single_voice_training_and_regression_objective(run_dir, tmp_path):
     assert metrics["voices"] == 1 and metrics["train_utterances"] == 6 and metrics["objective"] == "regression"
 
 
+def test_token_consistency_loss_is_trained_and_reported(run_dir, tmp_path):
+    metrics = recipe.run_stage(
+        _micro_config(token_loss_weight=0.5, token_loss_bridge_samples=4, logging_steps=2, eval_samples=1),
+        tmp_path / "d",
+        run_dir,
+    )
+    assert metrics["token_loss_weight"] == 0.5
+    assert 0.0 < metrics["token_loss_bridge_r2"] <= 1.0 and metrics["token_loss_bridge_frames"] > 81
+    assert metrics["final_token_loss"] > 0 and 0.0 <= metrics["final_token_accuracy"] <= 1.0
+    assert "final_token_loss" not in recipe.run_stage(_micro_config(eval_samples=1), tmp_path / "plain", run_dir)
+
+
 def test_fine_tune_from_a_trained_decoder(run_dir, trained, tmp_path):
     from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
 
