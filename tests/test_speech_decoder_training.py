@@ -116,13 +116,13 @@ def test_interrupted_run_resumes_from_its_checkpoint(run_dir, tmp_path, monkeypa
             if state.global_step == 3:
                 raise RuntimeError("simulated crash at step 3")
 
-    class CrashingTrainer(recipe.Trainer):
+    class CrashingTrainer(recipe.DecoderTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.add_callback(CrashAtStep3())
 
     out = tmp_path / "speech_decoder"
-    monkeypatch.setattr(recipe, "Trainer", CrashingTrainer)
+    monkeypatch.setattr(recipe, "DecoderTrainer", CrashingTrainer)
     with pytest.raises(RuntimeError, match="simulated crash"):
         recipe.run_stage(_micro_config(), out, run_dir)
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
