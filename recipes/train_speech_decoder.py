@@ -230,7 +230,7 @@ class DecoderTrainer(Trainer):
     def __init__(self, *args, token_loss=None, token_loss_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.token_loss, self.token_loss_weight = token_loss, token_loss_weight
-        self._token_sums = torch.zeros(3)  # loss, accuracy, count since the last log
+        self._token_sums: torch.Tensor | None = None  # loss, accuracy, count since the last log (on device: no sync)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -240,14 +240,15 @@ class DecoderTrainer(Trainer):
             mel = decoder.denormalize_mel(outputs.mel_estimate)
             tc = self.token_loss(mel, inputs["input_ids"], inputs.get("attention_mask"), outputs.estimate_weight)
             loss = loss + self.token_loss_weight * tc.loss
-            self._token_sums += torch.tensor([tc.loss.item(), tc.accuracy.item(), 1.0])
+            sums = torch.stack([tc.loss.detach(), tc.accuracy.detach(), torch.ones_like(tc.loss)])
+            self._token_sums = sums if self._token_sums is None else self._token_sums + sums
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if self._token_sums[2] > 0:
-            logs["token_loss"] = round(float(self._token_sums[0] / self._token_sums[2]), 4)
-            logs["token_accuracy"] = round(float(self._token_sums[1] / self._token_sums[2]), 4)
-            self._token_sums.zero_()
+        if self._token_sums is not None:
+            loss, accuracy, count = self._token_sums.tolist()
+            logs["token_loss"], logs["token_accuracy"] = round(loss / count, 4), round(accuracy / count, 4)
+            self._token_sums = None
         super().log(logs, *args, **kwargs)
 
 
