@@ -5,7 +5,7 @@ frozen tokenizer reading the mel estimate (`--token_loss_weight > 0` in recipes/
 run alternately in one process on the same batches, so machine noise hits them alike; the ratio is reported.
 
     python bench/bench_decoder_token_loss.py --tokenizer runs/tiny/speech_tokenizer --threads 1
-    python bench/bench_decoder_token_loss.py           # randomly initialised tiny-size tokenizer
+    python bench/bench_decoder_token_loss.py           # a randomly initialised tokenizer of the preset's size
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ from pathlib import Path
 import torch
 
 
-def _tokenizer(path: str | None):
+def _preset_config(config_class, preset: str, stage: str, **extra):
+    """`config_class` built from the preset's YAML for `stage` (keys the config does not know are skipped)."""
+    from modeling_speechtext.presets import load_preset
+
+    known = config_class().to_dict().keys()
+    return config_class(**{k: v for k, v in load_preset(preset)[stage].items() if k in known}, **extra)
+
+
+def _tokenizer(path: str | None, preset: str):
+    """The trained tokenizer at `path`, or a random one of the preset's size (only its cost is measured)."""
     from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
     from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
 
@@ -27,23 +36,15 @@ def _tokenizer(path: str | None):
         from modeling_speechtext.speech_tokenization import load_speech_tokenizer
 
         return load_speech_tokenizer(path)[0]
-    config = SpeechTokenizerConfig(
-        d_model=256, encoder_layers=6, quantize_position=3, encoder_attention_heads=4, encoder_ffn_dim=1024,
-        codebook_size=1024, codebook_dim=64, attention_window=16, asr_vocab_size=708,
-    )  # fmt: skip
-    return SpeechTokenizerModel(config).eval()
+    return SpeechTokenizerModel(_preset_config(SpeechTokenizerConfig, preset, "speech_tokenizer")).eval()
 
 
 def _decoder(codebook_size: int, preset: str):
     from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
     from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
-    from modeling_speechtext.presets import load_preset
 
-    cfg = load_preset(preset)["speech_decoder"]
-    keys = SpeechDecoderConfig().to_dict().keys()
-    return SpeechDecoderModel(
-        SpeechDecoderConfig(codebook_size=codebook_size, **{k: v for k, v in cfg.items() if k in keys})
-    ).train()
+    config = _preset_config(SpeechDecoderConfig, preset, "speech_decoder", codebook_size=codebook_size)
+    return SpeechDecoderModel(config).train()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default=None, help="trained speech tokenizer folder (default: random)")
-    parser.add_argument("--preset", default="tiny", help="decoder size from this preset")
+    parser.add_argument("--preset", default="tiny", help="decoder (and random tokenizer) sizes from this preset")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after one warm-up)")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    tokenizer = _tokenizer(args.tokenizer)
+    tokenizer = _tokenizer(args.tokenizer, args.preset)
     decoder = _decoder(tokenizer.config.codebook_size, args.preset)
     bridge = torch.cat([torch.eye(80) * 0.4, torch.full((1, 80), 1.0)])  # roughly log-mel -> Whisper scale
     loss_fn = TokenConsistencyLoss(tokenizer, bridge)
