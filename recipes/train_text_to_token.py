@@ -302,6 +302,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
+    from modeling_speechtext.model_cards import text_to_token_card
     from modeling_speechtext.text_to_token import (
         SynthesisConfig,
         TextToTokenSynthesizer,
@@ -397,6 +398,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (output_dir / "README.md").write_text(text_to_token_card(metrics, args.model_type, args.speech_tokens))
     if not args.keep_checkpoints:
         for ckpt in output_dir.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)

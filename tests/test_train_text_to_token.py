@@ -114,6 +114,8 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
     assert m1["train_examples"] == 40 and np.isfinite(m1["eval_loss"])
     assert {"tts_wer", "real_token_wer", "tts_over_real", "tts_wer_greedy", "synthesis_tokens_per_second"} <= set(m1)
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2 and (out / "loss_curve.png").is_file()
+    card = (out / "README.md").read_text()  # ours, not TRL's generic chat-model card
+    assert "TextToTokenSynthesizer" in card and f"| {m1['tts_wer']} |" in card and "[None]" not in card
     synth = TextToTokenSynthesizer.from_pretrained(out)
     assert m1["chosen_temperature"] in (0.9, 1.3) and m1["tuned_on_separate_sentences"]
     assert synth.vocab.codebook_size == K and synth.config.temperature == m1["chosen_temperature"]
