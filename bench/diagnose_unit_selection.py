@@ -5,7 +5,7 @@
 
 For each speech token of a validation utterance, one 80 ms segment of *real* log-mel of the target voice is
 picked from a bank (the training utterances of that voice in `--bank_run_dir`): a segment with the same token
-whose neighbouring tokens (+-1 weight 1, +-2 weight 0.5) match best, with a join cost (mean absolute mel jump at
+whose neighbouring tokens (+-1 weight 1, +-2 weight 0.5; `--context`) match best, with a join cost (mean absolute mel jump at
 the border) to break ties, and the next segment of the same utterance kept whenever it carries the next token
 (classic concatenative synthesis). The concatenated mel is vocoded with the decoder's vocoder and judged by the
 tokenizer's ASR, exactly as the decoder's resynthesis WER is. Sharp, real, right-voice frames with no model in
@@ -40,8 +40,10 @@ CONTEXT_WEIGHTS = ((-1, 1.0), (1, 1.0), (-2, 0.5), (2, 0.5))
 class UnitBank:
     """Real log-mel segments (one per token) of one voice, indexed by token id."""
 
-    def __init__(self, utterances: list[tuple[list[int], torch.Tensor]], frames_per_token: int, max_candidates: int):
+    def __init__(self, utterances: list[tuple[list[int], torch.Tensor]], frames_per_token: int, max_candidates: int,
+                 context: int = 2):  # fmt: skip
         self.utterances, self.fpt, self.max_candidates = utterances, frames_per_token, max_candidates
+        self.context_weights = [(off, w) for off, w in CONTEXT_WEIGHTS if abs(off) <= context]
         self.index: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for u, (ids, _) in enumerate(utterances):
             for p, t in enumerate(ids):
@@ -53,7 +55,7 @@ class UnitBank:
     def _context_cost(self, ids: list[int], i: int, u: int, p: int) -> float:
         toks = self.utterances[u][0]
         cost = 0.0
-        for off, weight in CONTEXT_WEIGHTS:
+        for off, weight in self.context_weights:
             q, j = p + off, i + off
             if not (0 <= q < len(toks) and 0 <= j < len(ids) and toks[q] == ids[j]):
                 cost += weight
@@ -112,6 +114,7 @@ def main() -> None:
     parser.add_argument("--voice", required=True, help="the bank's (output) voice, e.g. flite:rms")
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--join_weight", type=float, default=0.5)
+    parser.add_argument("--context", type=int, default=2, choices=(0, 1, 2), help="neighbouring tokens matched")
     parser.add_argument("--max_candidates", type=int, default=1500)
     parser.add_argument("--refine_t0", default="1.0", help="comma-separated; 1.0 = the selected mel as is")
     parser.add_argument("--threads", type=int, default=1)
@@ -137,7 +140,7 @@ def main() -> None:
         (list(r["speech_ids"]), decoder.extract_mel(_waveform(bank_audio, r["audio_index"]), len(r["speech_ids"])))
         for r in bank_rows
     ]
-    bank = UnitBank(utterances, decoder.config.frames_per_token, args.max_candidates)
+    bank = UnitBank(utterances, decoder.config.frames_per_token, args.max_candidates, args.context)
     report: dict = {"voice": args.voice, "bank_utterances": len(utterances), "codes_in_bank": len(bank.index)}
     bank_texts = {r["text"] for r in bank_rows}
     splits = _load_splits(DataArguments(run_dir=str(run)))
