@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,14 @@ class SynthesisConfig:
             `generate()` batches with the same tokens (docs/TEXT_TO_TOKEN.md). Beam search always uses `generate()`.
         refill_below: with continuous batching, the next texts are prefilled once at most this fraction of
             `batch_size` rows remain (prefilling a few texts at a time costs more than it saves).
+        mbr_samples: minimum-Bayes-risk decoding when > 0: besides the greedy decode (and the beam search decode
+            when `num_beams > 1`), draw this many seeded samples per text at `mbr_temperature`, and return the
+            candidate whose summed normalised token edit distance to all the others is smallest (the consensus).
+            Why: a single greedy pass commits to its first guess at every ambiguous word; the consensus of many
+            plausible readings is the reading most of them agree on, with no judge involved. It costs
+            `1 + mbr_samples (+ num_beams)` decodes per text; measured on the tiny model: TTS WER 9.24% greedy ->
+            7.60% with 16 samples at 0.6 + beams 4 (docs/TEXT_TO_TOKEN.md).
+        mbr_temperature: sampling temperature of the MBR candidates.
         cache_implementation: for the `generate()` path: `None` = the dynamic KV cache; `"static"` preallocates
             each batch's cache for the longest budget (faster when every row runs long, slower when most rows
             stop early because attention then spans the whole preallocated length; measured both ways here).
@@ -120,6 +128,8 @@ class SynthesisConfig:
     num_beams: int = 1
     continuous_batching: bool = True
     refill_below: float = 0.5
+    mbr_samples: int = 0
+    mbr_temperature: float = 0.6
     cache_implementation: str | None = None
 
     def __post_init__(self):
@@ -135,6 +145,12 @@ class SynthesisConfig:
             raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.num_beams > 1 and self.do_sample:
             raise ValueError("num_beams > 1 is beam search: set do_sample=False (sampling is per row and seeded)")
+        if self.mbr_samples < 0 or (self.mbr_samples and self.mbr_temperature <= 0):
+            raise ValueError(
+                f"mbr_samples must be >= 0 and mbr_temperature > 0, got {self.mbr_samples} / {self.mbr_temperature}"
+            )
+        if self.mbr_samples and self.do_sample:
+            raise ValueError("mbr_samples > 0 is MBR decoding around the greedy decode: set do_sample=False")
 
     def token_budget(self, text: str) -> int:
         return max(self.min_token_budget, math.ceil(self.max_tokens_per_char * len(text)))
@@ -374,9 +390,6 @@ class TextToTokenSynthesizer:
         `seeds` (one per text) make outputs reproducible per item; by default `stable_seed(config.seed, text)`.
         Returns a list of id lists, or a `SynthesisOutput` (with truncation flags and speed) if `return_dict`.
         """
-        import torch
-        from tqdm.auto import tqdm
-
         config = SynthesisConfig(**{**asdict(self.config), **overrides}) if overrides else self.config
         texts = list(texts)
         if seeds is None:
@@ -386,14 +399,56 @@ class TextToTokenSynthesizer:
         self._check_voice(config.voice)
         prompts = self.encode_prompts(texts, config.voice)
         budgets = [config.token_budget(t.strip()) for t in texts]
+        bs = batch_size or config.batch_size
+        start = time.perf_counter()
+        if config.mbr_samples:
+            out_ids, truncated = self._minimum_bayes_risk(prompts, budgets, seeds, config, bs, progress)
+        else:
+            out_ids, truncated = self._decode(prompts, budgets, seeds, config, bs, progress)
+        n_tokens = sum(map(len, out_ids))
+        seconds = time.perf_counter() - start
+        if not return_dict:
+            return out_ids
+        stats = {"texts": len(texts), "batch_size": bs, "candidates_per_text": self._num_candidates(config)}
+        return SynthesisOutput(out_ids, truncated, n_tokens, seconds, stats)
+
+    @staticmethod
+    def _num_candidates(config: SynthesisConfig) -> int:
+        return 1 + config.mbr_samples + (config.num_beams > 1 and config.mbr_samples > 0)
+
+    def _minimum_bayes_risk(self, prompts, budgets, seeds, config: SynthesisConfig, bs: int, progress: bool):
+        """The consensus candidate per text (see `SynthesisConfig.mbr_samples`); ties go to the earlier one."""
+        from rapidfuzz.distance import Levenshtein  # C edit distance over id lists (jiwer's own backend)
+
+        single = replace(config, mbr_samples=0)
+        runs = [self._decode(prompts, budgets, seeds, replace(single, num_beams=1), bs, progress)]
+        if config.num_beams > 1:
+            runs.append(self._decode(prompts, budgets, seeds, single, bs, progress))
+        sampling = replace(single, do_sample=True, temperature=config.mbr_temperature, num_beams=1)
+        for k in range(config.mbr_samples):
+            runs.append(
+                self._decode(prompts, budgets, [stable_seed(s, "mbr", k) for s in seeds], sampling, bs, progress)
+            )
+        out_ids, truncated = [], []
+        for i in range(len(prompts)):
+            cands = [run[0][i] for run in runs]
+            risk = [sum(Levenshtein.normalized_distance(a, b) for b in cands) for a in cands]
+            best = min(range(len(cands)), key=lambda c: (risk[c], c))
+            out_ids.append(cands[best])
+            truncated.append(runs[best][1][i])
+        return out_ids, truncated
+
+    def _decode(self, prompts, budgets, seeds, config: SynthesisConfig, bs: int, progress: bool):
+        """One decoding pass (greedy, sampling or beams): speech ids and runaway flags per prompt."""
+        import torch
+        from tqdm.auto import tqdm
+
         # Sorted by expected speech length (the budget grows with the characters), longest first: rows that start
         # together end at similar steps, and the biggest rows (memory peak) come first.
-        order = sorted(range(len(texts)), key=lambda i: (-budgets[i], -len(prompts[i]), i))
-        bs = batch_size or config.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: (-budgets[i], -len(prompts[i]), i))
         limits = [budgets[i] + 1 for i in order]  # the speech budget + the closing marker
         rule = _SpeechRule(self.vocab, self.model.get_input_embeddings().num_embeddings, config)
         generators = [torch.Generator().manual_seed(int(seeds[i])) for i in order] if config.do_sample else None
-        start = time.perf_counter()
         if config.continuous_batching and config.num_beams == 1:
             from .continuous_batching import continuous_generate
 
@@ -410,17 +465,13 @@ class TextToTokenSynthesizer:
                     [prompts[i] for i in order[b : b + bs]], limits[b : b + bs],
                     generators[b : b + bs] if generators else [], rule,
                 )  # fmt: skip
-        out_ids: list[list[int]] = [[] for _ in texts]
-        truncated = [False] * len(texts)
+        out_ids: list[list[int]] = [[] for _ in prompts]
+        truncated = [False] * len(prompts)
         for row, i in zip(new, order):
             speech = self._speech_prefix(row)
             truncated[i] = not (len(speech) < len(row) and row[len(speech)] == self.vocab.end_of_audio_id)
             out_ids[i] = speech[: budgets[i]]
-        n_tokens = sum(map(len, out_ids))
-        seconds = time.perf_counter() - start
-        if not return_dict:
-            return out_ids
-        return SynthesisOutput(out_ids, truncated, n_tokens, seconds, {"texts": len(texts), "batch_size": bs})
+        return out_ids, truncated
 
 
 def build_text_to_token_model(tokenizer, codebook_size: int, model_config: dict[str, Any] | None = None):

@@ -148,3 +148,31 @@ def test_continuous_batching_gives_the_tokens_of_generate_batches(synth):
         assert ref.speech_ids == synth.synthesize(texts, batch_size=1, **settings)
     with pytest.raises(ValueError, match="refill_below"):
         SynthesisConfig(refill_below=1.5)
+
+
+def test_minimum_bayes_risk_returns_the_consensus_candidate(synth):
+    from rapidfuzz.distance import Levenshtein
+
+    from modeling_speechtext.text_to_token import stable_seed
+
+    texts = SENTENCES
+    out = synth.synthesize(texts, do_sample=False, mbr_samples=4, mbr_temperature=1.5, return_dict=True)
+    assert out.stats["candidates_per_text"] == 5
+    # the candidates: the greedy decode, then 4 seeded samples per text
+    seeds = [stable_seed(synth.config.seed, t) for t in texts]
+    cands = [synth.synthesize(texts, do_sample=False)] + [
+        synth.synthesize(texts, temperature=1.5, seeds=[stable_seed(s, "mbr", k) for s in seeds]) for k in range(4)
+    ]
+    assert any(c[i] != cands[0][i] for c in cands[1:] for i in range(len(texts)))  # the samples do differ
+    for i, chosen in enumerate(out.speech_ids):
+        options = [c[i] for c in cands]
+        risk = [sum(Levenshtein.normalized_distance(a, b) for b in options) for a in options]
+        assert chosen in options and risk[options.index(chosen)] == min(risk)
+    # deterministic and independent of the batch it is decoded in; beams join the candidates when asked for
+    assert out.speech_ids == synth.synthesize(texts, do_sample=False, mbr_samples=4, mbr_temperature=1.5, batch_size=1)
+    beams = synth.synthesize(texts, do_sample=False, num_beams=2, mbr_samples=4, mbr_temperature=1.5, return_dict=True)
+    assert beams.stats["candidates_per_text"] == 6
+    with pytest.raises(ValueError, match="mbr_samples must be >= 0"):
+        synth.synthesize(texts, do_sample=False, mbr_samples=-1)
+    with pytest.raises(ValueError, match="set do_sample=False"):
+        synth.synthesize(texts, mbr_samples=2)  # the fixture samples: MBR is built around the greedy decode
