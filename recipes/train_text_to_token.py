@@ -33,7 +33,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,15 @@ class TextToTokenArguments:
     )
     voice_tune_samples: int = field(default=50, metadata={"help": "tuning sentences per candidate voice"})
     # evaluation
+    mbr_samples: int = field(
+        default=0,
+        metadata={
+            "help": "with a temperature_grid: also try minimum-Bayes-risk decoding with this many samples (+ greedy, "
+            "+ beams) on the tuning sentences, and keep it if its TTS WER is lower (SynthesisConfig.mbr_samples)"
+        },
+    )
+    mbr_temperature: float = 0.6
+    mbr_num_beams: int = field(default=1, metadata={"help": "beam width of the MBR beam-search candidate (1: none)"})
     tts_eval_samples: int = field(default=200, metadata={"help": "held-out sentences for the TTS WER (0: skip)"})
     keep_checkpoints: bool = False
     num_threads: int | None = field(
@@ -208,13 +217,27 @@ def _eval_sentences(rows, n: int) -> tuple[list[str], list[list[int]]]:
     return texts, real
 
 
-def choose_temperature(synth, transcribe, texts: list[str], grid: list[float], seed: int) -> dict[str, float]:
-    """TTS WER per temperature (0 = greedy) on tuning sentences; the synthesizer keeps the best one."""
-    candidates = {t: {"do_sample": False} if t <= 0 else {"temperature": t} for t in grid}
+def choose_temperature(
+    synth, transcribe, texts: list[str], grid: list[float], seed: int, mbr: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """TTS WER per temperature (0 = greedy), and of MBR decoding when `mbr` holds its settings, on tuning sentences;
+    the synthesizer keeps the best (ties: the cheaper one, i.e. plain decoding at the higher temperature)."""
+    candidates: dict[Any, dict] = {t: {"do_sample": False} if t <= 0 else {"temperature": t} for t in grid}
+    if mbr:
+        candidates["mbr"] = {"do_sample": False, **mbr}
     scores = _tune(synth, transcribe, texts, candidates, seed)
-    best = min(scores, key=lambda t: (scores[t], -t))
-    synth.config.do_sample, synth.config.temperature = best > 0, best if best > 0 else synth.config.temperature
-    return {f"tune_tts_wer_t{t:g}": round(w, 4) for t, w in scores.items()} | {"chosen_temperature": best}
+    best = min(scores, key=lambda t: (scores[t], t == "mbr", -t if t != "mbr" else 0))
+    chosen = candidates[best]
+    synth.config = replace(
+        synth.config,
+        do_sample=chosen.get("do_sample", True),
+        temperature=chosen.get("temperature", synth.config.temperature),
+        **{k: v for k, v in chosen.items() if k.startswith("mbr_") or k == "num_beams"},
+    )
+    out = {f"tune_tts_wer_t{t:g}": round(w, 4) for t, w in scores.items() if t != "mbr"}
+    if mbr:
+        out["tune_tts_wer_mbr"] = round(scores["mbr"], 4)
+    return out | {"chosen_temperature": 0.0 if best == "mbr" else best, "chosen_mbr": best == "mbr"}
 
 
 def evaluate_tts(
@@ -225,6 +248,7 @@ def evaluate_tts(
     seed: int,
     grid: list[float] | None = None,
     voice_samples: int = 50,
+    mbr: dict[str, Any] | None = None,
 ):
     """TTS WER of `synth` on `n` held-out sentences, next to the speech tokenizer's WER on their real tokens.
 
@@ -242,7 +266,7 @@ def evaluate_tts(
     if synth.voices:
         metrics.update(choose_voice(synth, tokenizer.transcribe_tokens, tune[:voice_samples], seed))
     if grid:
-        metrics.update(choose_temperature(synth, tokenizer.transcribe_tokens, tune, grid, seed))
+        metrics.update(choose_temperature(synth, tokenizer.transcribe_tokens, tune, grid, seed, mbr))
     if grid or synth.voices:
         metrics["tuned_on_separate_sentences"] = len(texts) > n
         texts, real = texts[:n], real[:n]
@@ -263,7 +287,7 @@ def evaluate_tts(
             metrics["chosen_voice_sentences"] = len(keep)
             metrics["chosen_voice_tts_wer"] = scored["tts_wer"]
             metrics["chosen_voice_real_token_wer"] = scored["real_token_wer"]
-    greedy = synth.synthesize(texts, do_sample=False)
+    greedy = synth.synthesize(texts, do_sample=False, mbr_samples=0, num_beams=1)
     metrics["tts_wer_greedy"] = tts_wer(tokenizer.transcribe_tokens, texts, greedy, normalize=normalize_text)[
         "tts_wer"
     ]
@@ -392,6 +416,8 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         tts = evaluate_tts(
             synth, paths["speech_tokenizer"], eval_rows, args.tts_eval_samples, training_args.seed,
             args.temperature_grid, args.voice_tune_samples,
+            {"mbr_samples": args.mbr_samples, "mbr_temperature": args.mbr_temperature, "num_beams": args.mbr_num_beams}
+            if args.mbr_samples else None,
         )  # fmt: skip
         metrics.update({k: round(v, 4) if isinstance(v, float) else v for k, v in tts.items()})
         synth.config.save(output_dir)  # the chosen temperature

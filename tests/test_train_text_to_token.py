@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from t2t_fixtures import SENTENCES, tiny_text_tokenizer
+from t2t_fixtures import SENTENCES, tiny_t2t, tiny_text_tokenizer
 
 from modeling_speechtext.text_to_token import TextToTokenSynthesizer
 from modeling_speechtext.vocab import add_speech_tokens
-from recipes.train_text_to_token import run_stage, tokenize_pairs, tokens_per_char_guard
+from recipes.train_text_to_token import choose_temperature, run_stage, tokenize_pairs, tokens_per_char_guard
 
 K = 16
 
@@ -107,6 +107,7 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
         "keep_checkpoints": True,
         "temperature": 0.9,
         "temperature_grid": [0.9, 1.3],
+        "mbr_samples": 2,
     }
     out = tmp_path / "text_to_token"
     m1 = run_stage(config, out, tmp_path)
@@ -117,14 +118,39 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
     card = (out / "README.md").read_text()  # ours, not TRL's generic chat-model card
     assert "TextToTokenSynthesizer" in card and f"| {m1['tts_wer']} |" in card and "[None]" not in card
     synth = TextToTokenSynthesizer.from_pretrained(out)
-    assert m1["chosen_temperature"] in (0.9, 1.3) and m1["tuned_on_separate_sentences"]
-    assert synth.vocab.codebook_size == K and synth.config.temperature == m1["chosen_temperature"]
+    assert m1["tuned_on_separate_sentences"] and "tune_tts_wer_mbr" in m1
+    if m1["chosen_mbr"]:
+        assert synth.config.mbr_samples == 2 and not synth.config.do_sample
+    else:
+        assert m1["chosen_temperature"] in (0.9, 1.3) and synth.config.temperature == m1["chosen_temperature"]
+    assert synth.vocab.codebook_size == K
     assert synth.config.max_tokens_per_char == pytest.approx(m1["max_tokens_per_char"])
     assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2]) for t in ids)
     # a longer run in the same folder resumes from the last checkpoint instead of starting over
     m2 = run_stage({**config, "max_steps": 3, "keep_checkpoints": False}, out, tmp_path)
     assert m2["resumed_from"] == "checkpoint-2" and m2["steps"] == 3
     assert not list(out.glob("checkpoint-*"))
+
+
+@pytest.mark.parametrize(
+    "scores, chosen",
+    [
+        ({0.0: 0.3, 0.8: 0.2, "mbr": 0.1}, "mbr"),
+        ({0.0: 0.3, 0.8: 0.1, "mbr": 0.2}, 0.8),
+        ({0.0: 0.1, "mbr": 0.1}, 0.0),
+    ],
+)
+def test_choose_temperature_keeps_mbr_only_when_it_scores_best(monkeypatch, scores, chosen):
+    monkeypatch.setattr("recipes.train_text_to_token._tune", lambda synth, transcribe, texts, candidates, seed: scores)
+    synth = tiny_t2t(codebook_size=8)
+    grid = [t for t in scores if t != "mbr"]
+    m = choose_temperature(synth, None, ["a"], grid, 0, {"mbr_samples": 3, "mbr_temperature": 0.7})
+    assert m["chosen_mbr"] == (chosen == "mbr") and m["tune_tts_wer_mbr"] == scores["mbr"]
+    if chosen == "mbr":  # MBR is built around the greedy decode
+        assert synth.config.mbr_samples == 3 and synth.config.mbr_temperature == 0.7 and not synth.config.do_sample
+    else:  # ties go to plain decoding
+        assert synth.config.mbr_samples == 0 and m["chosen_temperature"] == chosen
+        assert synth.config.do_sample == (chosen > 0)
 
 
 def test_voice_conditioned_stage_picks_a_voice_on_tuning_sentences(tmp_path):
