@@ -18,6 +18,8 @@ _T2T_EVAL_ROWS = {
     "tts_wer_greedy": "TTS WER, greedy decoding",
     "n_sentences": "held-out sentences",
     "chosen_temperature": "synthesis temperature (0 = greedy), chosen on other held-out sentences",
+    "chosen_mbr": "minimum-Bayes-risk decoding chosen (consensus of greedy, beams and samples)",
+    "tune_tts_wer_mbr": "TTS WER of MBR decoding on the tuning sentences",
     "runaway_fraction": "generations cut by the tokens-per-character guard",
     "synthesis_tokens_per_second": "synthesis speed (speech tokens/s, this run's machine)",
 }
