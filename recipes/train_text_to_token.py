@@ -222,7 +222,10 @@ def choose_temperature(
 ) -> dict[str, Any]:
     """TTS WER per temperature (0 = greedy), and of MBR decoding when `mbr` holds its settings, on tuning sentences;
     the synthesizer keeps the best (ties: the cheaper one, i.e. plain decoding at the higher temperature)."""
-    candidates: dict[Any, dict] = {t: {"do_sample": False} if t <= 0 else {"temperature": t} for t in grid}
+    plain = {"num_beams": 1, "mbr_samples": 0}  # explicit: the synthesizer may come with beams or MBR chosen
+    candidates: dict[Any, dict] = {
+        t: {"do_sample": False, **plain} if t <= 0 else {"do_sample": True, "temperature": t, **plain} for t in grid
+    }
     if mbr:
         candidates["mbr"] = {"do_sample": False, **mbr}
     scores = _tune(synth, transcribe, texts, candidates, seed)
@@ -230,7 +233,7 @@ def choose_temperature(
     chosen = candidates[best]
     synth.config = replace(
         synth.config,
-        do_sample=chosen.get("do_sample", True),
+        do_sample=chosen["do_sample"],
         temperature=chosen.get("temperature", synth.config.temperature),
         **{k: v for k, v in chosen.items() if k.startswith("mbr_") or k == "num_beams"},
     )
