@@ -18,44 +18,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _rows(splits, split: str, n: int, seed: int) -> tuple[list[dict], object]:
-    rows, audio = splits[split]
-    rows = [r for r in rows if len(r["speech_ids"]) > 0]
-    random.Random(seed).shuffle(rows)
-    return rows[:n], audio
+from decoder_diagnostics_common import add_common_arguments, finish_report, load_decoder_and_judge
+from decoder_diagnostics_common import sample_rows as _rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", required=True, help="run folder with speech_decoder/, speech_tokenizer/, ...")
-    parser.add_argument("--decoder", default=None, help="default: <run_dir>/speech_decoder")
-    parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=1)
+    add_common_arguments(parser, samples=40)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
     import torch
     import torch.nn.functional as F
 
     from modeling_speechtext import speech_decoder_evaluation as ev
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
     from recipes.train_speech_decoder import DataArguments, _load_splits, _waveform
 
-    torch.set_num_threads(args.threads)
+    decoder, tokenizer, fe = load_decoder_and_judge(args)
     run = Path(args.run_dir)
-    decoder = SpeechDecoderModel.from_pretrained(args.decoder or run / "speech_decoder").eval()
-    tokenizer, fe = load_speech_tokenizer(run / "speech_tokenizer")
     splits = _load_splits(DataArguments(run_dir=str(run)))
     names = decoder.config.voice_names
     report: dict = {"decoder": str(args.decoder or run / "speech_decoder"), "samples": args.samples}
@@ -134,10 +117,7 @@ def main() -> None:
         report["sweep"].append({"voice": voice, "num_steps": steps, "cfg_strength": cfg, "wer": wer(texts, waves)})
         print(json.dumps(report["sweep"][-1]), flush=True)
     report["wer_original_validation"] = round(ev.word_error_rate(texts, tokenizer.transcribe_tokens(tokens)), 4)
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(report, indent=2))
-    if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, start, args.output)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from decoder_diagnostics_common import add_common_arguments, finish_report, load_decoder_and_judge, sample_rows
 
 CONTEXT_WEIGHTS = ((-1, 1.0), (1, 1.0), (-2, 0.5), (2, 0.5))
 
@@ -108,29 +104,21 @@ def refine(decoder, ids: list[int], mel, t0: float, seed: int = 0):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", required=True, help="run folder with speech_tokenizer/ and the eval splits")
-    parser.add_argument("--decoder", default=None, help="default: <run_dir>/speech_decoder (mel, vocoder, refine)")
+    add_common_arguments(parser, samples=50)
     parser.add_argument("--bank_run_dir", default=None, help="where the bank's training utterances come from")
     parser.add_argument("--voice", required=True, help="the bank's (output) voice, e.g. flite:rms")
-    parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--join_weight", type=float, default=0.5)
     parser.add_argument("--context", type=int, default=2, choices=(0, 1, 2), help="neighbouring tokens matched")
     parser.add_argument("--max_candidates", type=int, default=1500)
     parser.add_argument("--refine_t0", default="1.0", help="comma-separated; 1.0 = the selected mel as is")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
     from modeling_speechtext import speech_decoder_evaluation as ev
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
     from recipes.train_speech_decoder import DataArguments, _load_splits, _waveform
 
-    torch.set_num_threads(args.threads)
+    decoder, tokenizer, fe = load_decoder_and_judge(args)
     run = Path(args.run_dir)
-    decoder = SpeechDecoderModel.from_pretrained(args.decoder or run / "speech_decoder").eval()
-    tokenizer, fe = load_speech_tokenizer(run / "speech_tokenizer")
     start = time.perf_counter()
     bank_rows, bank_audio = _load_splits(DataArguments(run_dir=args.bank_run_dir or str(run)))["train"]
     bank_rows = [r for r in bank_rows if r["voice"] == args.voice and len(r["speech_ids"])]
@@ -147,10 +135,7 @@ def main() -> None:
     for split in ("validation", "test_unseen_voices"):
         if split not in splits:
             continue
-        rows, _ = splits[split]
-        rows = [r for r in rows if len(r["speech_ids"]) > 0]
-        random.Random(args.seed).shuffle(rows)
-        rows = rows[: args.samples]
+        rows, _ = sample_rows(splits, split, args.samples, args.seed)
         texts, tokens = [r["text"] for r in rows], [list(r["speech_ids"]) for r in rows]
         selected = [bank.select(t, args.join_weight, float(decoder.mel_extractor.silence)) for t in tokens]
         entry = {
@@ -165,10 +150,7 @@ def main() -> None:
             entry[f"wer_t0_{t0:g}"] = round(ev.word_error_rate(texts, hyps), 4)
         report[split] = entry
         print(split, json.dumps(entry), flush=True)
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(report, indent=2))
-    if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, start, args.output)
 
 
 if __name__ == "__main__":
