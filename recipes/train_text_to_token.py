@@ -321,6 +321,19 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def inference_model(trainer):
+    """The trained model, as a float32 model loaded from the saved folder would run.
+
+    Why not `trainer.model`: for bf16/fp16 training Accelerate wraps the model's `forward` in autocast, and that
+    wrapper outlives training; synthesizing with it ran the TTS WER evaluation in bf16 (measured: 11.32% in the
+    run vs 10.58% for the same weights loaded afterwards, on the same sentences).
+    """
+    import torch
+
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    return model.to(torch.float32).eval()
+
+
 def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     """Load -> tokenize -> SFTTrainer -> save (model, tokenizer, synthesis config) -> TTS WER -> metrics."""
     import torch
@@ -400,7 +413,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         seed=training_args.seed,
         voice=Counter(train_rows["voice"]).most_common(1)[0][0] if voices else None,  # until the tuning below
     )
-    synth = TextToTokenSynthesizer(trainer.model.to(torch.float32).eval(), tokenizer, synth_cfg)
+    synth = TextToTokenSynthesizer(inference_model(trainer), tokenizer, synth_cfg)
     synth.save_pretrained(output_dir)
     metrics: dict[str, Any] = {
         "train_loss": round(result.training_loss, 4),
@@ -461,4 +474,12 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     main()
 
-__all__ = ["TextToTokenArguments", "tokenize_pairs", "tokens_per_char_guard", "evaluate_tts", "train", "run_stage"]
+__all__ = [
+    "TextToTokenArguments",
+    "inference_model",
+    "tokenize_pairs",
+    "tokens_per_char_guard",
+    "evaluate_tts",
+    "train",
+    "run_stage",
+]

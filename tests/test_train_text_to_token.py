@@ -205,3 +205,31 @@ def test_micro_stages_through_the_pipeline(tmp_path):
     assert len(list((tmp_path / "interleaved" / "data").glob("train-*-of-00002.parquet"))) == 2
     again = run_pipeline("micro", tmp_path, stages=["text_to_token", "interleaved"])
     assert [s["status"] for s in again["stages"]] == ["skipped", "skipped"]
+
+
+def test_inference_model_drops_the_autocast_wrapper_of_bf16_training(tmp_path):
+    import torch
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    from recipes.train_text_to_token import inference_model
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=32,
+    )  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
+        report_to="none", save_strategy="no",
+    )  # fmt: skip
+    data = Dataset.from_dict({"input_ids": [[1, 5, 9, 3]] * 4, "labels": [[1, 5, 9, 3]] * 4})
+    trainer = Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=data)
+    trainer.train()
+    x = torch.tensor([[1, 5, 9, 3, 7]])
+    assert hasattr(trainer.model, "_original_forward")  # the premise: the bf16 autocast wrapper outlives training
+    model = inference_model(trainer)
+    reference = LlamaForCausalLM(config).eval()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, reference(x).logits)  # float32 compute, as the saved model runs
