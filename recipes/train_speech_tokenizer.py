@@ -435,6 +435,8 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     accelerator.wait_for_everyone()
     metrics = {}
     if accelerator.is_main_process:
+        # evaluate in float32, as the saved model runs: the bf16 autocast wrapper of `forward` outlives training
+        raw = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         metrics = finish(raw, feature_extractor, tokenizer, data, paths, state, args, train_seconds, audio_seen)
     accelerator.wait_for_everyone()
     return metrics
