@@ -42,6 +42,7 @@ from transformers import HfArgumentParser, SchedulerType, Trainer, TrainingArgum
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.model_cards import speech_decoder_card
 from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
 
 logger = logging.getLogger(__name__)
@@ -442,6 +443,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     metrics.update(evaluate(model, splits, data, output_dir, training_args.seed))
     metrics["total_seconds"] = round(time.perf_counter() - start, 1)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (output_dir / "README.md").write_text(speech_decoder_card(metrics))
     for ckpt in output_dir.glob("checkpoint-*"):
         shutil.rmtree(ckpt, ignore_errors=True)
     logger.info("metrics: %s", json.dumps(metrics))

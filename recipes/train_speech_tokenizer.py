@@ -458,6 +458,7 @@ def finish(model, feature_extractor, tokenizer, data, paths, state, args, train_
     """Save the final folder, evaluate every split (through the tokens), write metrics.json and the plots."""
     from datasets import load_from_disk
 
+    from modeling_speechtext.model_cards import speech_tokenizer_card
     from modeling_speechtext.speech_tokenizer_data import load_or_compute_features
     from modeling_speechtext.speech_tokenizer_eval import evaluate_speech_tokenizer
 
@@ -492,6 +493,7 @@ def finish(model, feature_extractor, tokenizer, data, paths, state, args, train_
         "examples": {name: r["examples"] for name, r in splits.items()},
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "README.md").write_text(speech_tokenizer_card(metrics))
     (out_dir / "training_log.json").write_text(json.dumps({"history": state["history"], "evals": state["evals"]}))
     plot(state, counts, cfg.codebook_size, out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the final folder supersedes them

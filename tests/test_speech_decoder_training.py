@@ -101,6 +101,8 @@ def test_stage_trains_saves_evaluates_and_plots(trained):
     assert metrics["stream_vs_offline_mel_max_abs_diff"] < 1e-3
     assert (out / "model.safetensors").is_file() and (out / "mels.png").stat().st_size > 10_000
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    card = (out / "README.md").read_text()  # the model card carries the measured numbers
+    assert "library_name: transformers" in card and f"| {round(metrics['wer_resynthesis_validation'], 4)} |" in card
     assert not list(out.glob("checkpoint-*"))
     model = AutoModel.from_pretrained(out, trust_remote_code=True)
     assert model.config.voice_names == VOICES and model.config.default_voice in VOICES

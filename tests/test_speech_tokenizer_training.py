@@ -145,7 +145,9 @@ def test_trained_folder_is_self_contained(trained, run_dir):
 
     from modeling_speechtext.speech_tokenization import encode_waveforms, load_speech_tokenizer
 
-    out, _ = trained
+    out, metrics = trained
+    card = (out / "README.md").read_text()  # the model card carries the measured numbers
+    assert "trust_remote_code=True" in card and f"| {round(metrics['validation_wer'], 4)} |" in card
     model, fe = load_speech_tokenizer(out)
     assert AutoTokenizer.from_pretrained(str(out)).convert_ids_to_tokens(0) == "<|endoftext|>"
     clip = _say(["Mary", "went", "to", "the", "kitchen"], np.random.default_rng(5), 1.0)
