@@ -144,9 +144,7 @@ def test_character_aux_ctc_targets_and_errors():
     aux = collate_aux([0, 1], chars)
     assert aux.shape == (2, len(chars[0])) and (aux[1, len(chars[1]) :] == -100).all()
     out = model(feats, mask, labels=labels, aux_labels=aux)
-    assert out.loss.item() == pytest.approx(
-        (out.ctc_loss + out.commitment_loss + 0.5 * out.aux_ctc_loss).item(), rel=1e-5
-    )
+    assert out.loss.item() == pytest.approx((out.ctc_loss + out.commitment_loss + 0.5 * out.aux_ctc_loss).item(), rel=1e-5)
     out.loss.backward()
     assert model.aux_ctc_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs aux_labels"):
