@@ -503,11 +503,40 @@ def build_text_to_token_model(tokenizer, codebook_size: int, model_config: dict[
         **cfg,
     )
     model = AutoModelForCausalLM.from_config(config)
+    return model, _prepare_text_to_token(model, tokenizer, codebook_size)
+
+
+def load_text_to_token_model(name_or_path: str | os.PathLike, codebook_size: int, tokenizer=None, **from_pretrained):
+    """A pretrained causal LM (Hub id or folder) made into a text-to-token model.
+
+    Two uses: at scale the text-to-token model can start from a pretrained text LM (its text side already reads
+    text; new speech rows are mean-initialised), and a trained text-to-token model can be trained further
+    (more steps, a new corpus) from its folder, where `add_speech_tokens` finds its speech tokens and adds
+    nothing. `tokenizer` defaults to the checkpoint's own. Weights load from safetensors only. Returns
+    `(model, tokenizer, vocab)`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, use_safetensors=True, **from_pretrained)
+    except ValueError as err:  # e.g. "Unrecognized configuration class ... for AutoModelForCausalLM"
+        raise ValueError(f"{name_or_path}: not a causal LM checkpoint, cannot start a text-to-token model") from err
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"{name_or_path}: its tokenizer has neither a pad nor an eos token for left padding")
+        tokenizer.pad_token = tokenizer.eos_token  # Llama-family tokenizers ship without a pad token
+    return model, tokenizer, _prepare_text_to_token(model, tokenizer, codebook_size)
+
+
+def _prepare_text_to_token(model, tokenizer, codebook_size: int) -> SpeechVocab:
+    """Speech vocabulary in, and generation ends at `<|end_of_audio|>`: one path for fresh and pretrained LMs."""
     vocab = add_speech_tokens(model, tokenizer, codebook_size)
     model.config.eos_token_id = vocab.end_of_audio_id
+    model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = vocab.end_of_audio_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, vocab
+    return vocab
 
 
 def tts_wer(
@@ -544,6 +573,7 @@ __all__ = [
     "add_voice_tokens",
     "build_text_to_token_model",
     "format_prompt",
+    "load_text_to_token_model",
     "tokenizer_voices",
     "voice_token",
     "stable_seed",

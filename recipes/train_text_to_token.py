@@ -60,7 +60,15 @@ class TextToTokenArguments:
     eval_split: str = "validation"
     max_train_samples: int | None = None
     max_eval_samples: int | None = field(default=512, metadata={"help": "for the eval loss"})
-    # the causal LM (any AutoConfig model type; Llama/Qwen2-style)
+    # the causal LM: a pretrained one, or a fresh one of any AutoConfig model type (Llama/Qwen2-style)
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "start from this causal LM (Hub id or folder) instead of a fresh one of the size below: a "
+            "pretrained text LM, or a trained text-to-token model to train further; its tokenizer replaces "
+            "text_tokenizer"
+        },
+    )
     model_type: str = "llama"
     hidden_size: int = 256
     num_hidden_layers: int = 4
@@ -118,7 +126,7 @@ def _resolve(args: TextToTokenArguments) -> dict[str, Path | None]:
         "text_tokenizer": pick(args.text_tokenizer, "text_tokenizer"),
         "speech_tokenizer": pick(args.speech_tokenizer, "speech_tokenizer"),
     }
-    for key in ("speech_tokens", "text_tokenizer"):
+    for key in ("speech_tokens",) if args.model_name_or_path else ("speech_tokens", "text_tokenizer"):
         if paths[key] is None or not paths[key].exists():
             raise FileNotFoundError(f"{key}: {paths[key]} not found (set --{key} or --run_dir)")
     if paths["speech_tokenizer"] is not None and not (paths["speech_tokenizer"] / "config.json").is_file():
@@ -348,6 +356,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         TextToTokenSynthesizer,
         add_voice_tokens,
         build_text_to_token_model,
+        load_text_to_token_model,
     )
 
     start = time.perf_counter()
@@ -368,7 +377,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         train_rows = train_rows.select(range(min(args.max_train_samples, len(train_rows))))
     codebook_size = _codebook_size(args, paths["speech_tokenizer"], train_rows)
 
-    tokenizer = AutoTokenizer.from_pretrained(paths["text_tokenizer"])
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path or paths["text_tokenizer"])
     voices: list[str] = []
     if args.voice_conditioning:
         if "voice" not in train_rows.column_names:
@@ -376,17 +385,21 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         voices = add_voice_tokens(tokenizer, train_rows.unique("voice"))
         known = set(voices)
         eval_rows = eval_rows.filter(lambda v: v in known, input_columns="voice")  # voices it can condition on
-    model_cfg = {
-        "model_type": args.model_type,
-        "hidden_size": args.hidden_size,
-        "num_hidden_layers": args.num_hidden_layers,
-        "num_attention_heads": args.num_attention_heads,
-        "num_key_value_heads": args.num_key_value_heads or args.num_attention_heads,
-        "intermediate_size": args.intermediate_size,
-        "max_position_embeddings": args.max_position_embeddings,
-    }
-    model, vocab = build_text_to_token_model(tokenizer, codebook_size, model_cfg)
-    max_length = min(training_args.max_length or args.max_position_embeddings, args.max_position_embeddings)
+    if args.model_name_or_path:
+        model, tokenizer, vocab = load_text_to_token_model(args.model_name_or_path, codebook_size, tokenizer)
+    else:
+        model_cfg = {
+            "model_type": args.model_type,
+            "hidden_size": args.hidden_size,
+            "num_hidden_layers": args.num_hidden_layers,
+            "num_attention_heads": args.num_attention_heads,
+            "num_key_value_heads": args.num_key_value_heads or args.num_attention_heads,
+            "intermediate_size": args.intermediate_size,
+            "max_position_embeddings": args.max_position_embeddings,
+        }
+        model, vocab = build_text_to_token_model(tokenizer, codebook_size, model_cfg)
+    positions = getattr(model.config, "max_position_embeddings", None) or args.max_position_embeddings
+    max_length = min(training_args.max_length or positions, positions)
     train_ds, dropped = tokenize_pairs(train_rows, tokenizer, vocab, max_length, voices=bool(voices))
     eval_src = eval_rows.select(range(min(args.max_eval_samples or len(eval_rows), len(eval_rows))))
     eval_ds, _ = tokenize_pairs(eval_src, tokenizer, vocab, max_length, voices=bool(voices))
@@ -424,6 +437,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         "dropped_examples": dropped,
         "train_tokens": int(sum(map(len, train_ds["input_ids"]))) * int(training_args.num_train_epochs),
         "params": sum(p.numel() for p in model.parameters()),
+        "init_from": args.model_name_or_path,
         "codebook_size": codebook_size,
         "vocab_size": len(tokenizer),
         **{k: round(v, 4) for k, v in guard.items()},
@@ -440,7 +454,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output_dir / "README.md").write_text(text_to_token_card(metrics, args.model_type, args.speech_tokens))
+    (output_dir / "README.md").write_text(text_to_token_card(metrics, model.config.model_type, args.speech_tokens))
     if not args.keep_checkpoints:
         for ckpt in output_dir.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)

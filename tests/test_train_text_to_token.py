@@ -233,3 +233,31 @@ def test_inference_model_drops_the_autocast_wrapper_of_bf16_training(tmp_path):
     reference.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert torch.equal(model(x).logits, reference(x).logits)  # float32 compute, as the saved model runs
+
+
+def test_stage_starts_from_a_pretrained_model_and_rejects_the_wrong_kind(tmp_path):
+    """`model_name_or_path`: train a saved model further (its tokenizer, its size), not a fresh one."""
+    import torch
+
+    from modeling_speechtext.text_to_token import load_text_to_token_model
+
+    _speech_tokens(tmp_path)
+    _speech_tokenizer(tmp_path)
+    start = tmp_path / "start"
+    tiny_t2t(codebook_size=K, seed=3).save_pretrained(start)
+    initial = TextToTokenSynthesizer.from_pretrained(start).model
+    before = {k: v.clone() for k, v in initial.state_dict().items()}
+    config = {
+        "model_name_or_path": str(start), "hidden_size": 48,  # ignored: the checkpoint's size wins
+        "seed": 0, "per_device_train_batch_size": 8, "max_steps": 1, "learning_rate": 0.0, "use_cpu": True,
+        "bf16": False, "report_to": "none", "tts_eval_samples": 0,
+    }  # fmt: skip
+    out = tmp_path / "text_to_token"
+    metrics = run_stage(config, out, tmp_path)
+    assert metrics["init_from"] == str(start) and metrics["params"] == initial.num_parameters()
+    after = TextToTokenSynthesizer.from_pretrained(out).model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # learning rate 0: the loaded weights, unchanged
+    with pytest.raises(ValueError, match="speech tokens"):  # a different codebook than the checkpoint's
+        load_text_to_token_model(start, 2 * K)
+    with pytest.raises(ValueError, match="not a causal LM"):
+        load_text_to_token_model(tmp_path / "speech_tokenizer", K, tiny_text_tokenizer())
