@@ -16,12 +16,13 @@ _T2T_EVAL_ROWS = {
     "tts_wer": "TTS WER (speech tokenizer's ASR on synthesized tokens)",
     "real_token_wer": "WER of the same judge on real tokens of the same sentences",
     "tts_over_real": "TTS WER / real-token WER",
-    "tts_wer_greedy": "TTS WER, greedy decoding",
+    "tts_wer_greedy": "TTS WER, greedy decoding (runaways re-drawn if runaway_retries)",
     "n_sentences": "held-out sentences",
     "chosen_temperature": "synthesis temperature (0 = greedy), chosen on other held-out sentences",
     "chosen_mbr": "minimum-Bayes-risk decoding chosen (consensus of greedy, beams and samples)",
     "tune_tts_wer_mbr": "TTS WER of MBR decoding on the tuning sentences",
     "runaway_fraction": "generations cut by the tokens-per-character guard",
+    "runaway_fraction_before_retries": "... before re-drawing them (runaway_retries)",
     "synthesis_tokens_per_second": "synthesis speed (speech tokens/s, this run's machine)",
 }
 _T2T_TRAIN_ROWS = {

@@ -107,6 +107,12 @@ class SynthesisConfig:
             `1 + mbr_samples (+ num_beams)` decodes per text; measured on the tiny model (16 samples at 0.6 + 4
             beams): TTS WER 9.24% -> 7.22% on tuning sentences, 10.58% -> 9.57% on others (docs/TEXT_TO_TOKEN.md).
         mbr_temperature: sampling temperature of the MBR candidates.
+        runaway_retries: decode a text whose output was cut as a runaway again, up to this many times, by seeded
+            sampling at `retry_temperature`, and keep the first output that ends with `<|end_of_audio|>` (the
+            text stays flagged if none does). Why: a small model sometimes loops on one unit and never closes the
+            span; the cut output is garbage the ASR judge reads as extra words, while a re-draw of just those few
+            texts (a few percent) usually ends normally. Retries depend only on (text, seed), like everything else.
+        retry_temperature: sampling temperature of those retries.
         cache_implementation: for the `generate()` path: `None` = the dynamic KV cache; `"static"` preallocates
             each batch's cache for the longest budget (faster when every row runs long, slower when most rows
             stop early because attention then spans the whole preallocated length; measured both ways here).
@@ -130,6 +136,8 @@ class SynthesisConfig:
     refill_below: float = 0.5
     mbr_samples: int = 0
     mbr_temperature: float = 0.6
+    runaway_retries: int = 0
+    retry_temperature: float = 0.6
     cache_implementation: str | None = None
 
     def __post_init__(self):
@@ -148,6 +156,11 @@ class SynthesisConfig:
         if self.mbr_samples < 0 or (self.mbr_samples and self.mbr_temperature <= 0):
             raise ValueError(
                 f"mbr_samples must be >= 0 and mbr_temperature > 0, got {self.mbr_samples} / {self.mbr_temperature}"
+            )
+        if self.runaway_retries < 0 or (self.runaway_retries and self.retry_temperature <= 0):
+            raise ValueError(
+                f"runaway_retries must be >= 0 and retry_temperature > 0, got {self.runaway_retries} / "
+                f"{self.retry_temperature}"
             )
         if self.mbr_samples and self.do_sample:
             raise ValueError("mbr_samples > 0 is MBR decoding around the greedy decode: set do_sample=False")
@@ -405,11 +418,19 @@ class TextToTokenSynthesizer:
             out_ids, truncated = self._minimum_bayes_risk(prompts, budgets, seeds, config, bs, progress)
         else:
             out_ids, truncated = self._decode(prompts, budgets, seeds, config, bs, progress)
+        runaways = sum(truncated)
+        if config.runaway_retries and runaways:
+            self._retry_runaways(out_ids, truncated, prompts, budgets, seeds, config, bs)
         n_tokens = sum(map(len, out_ids))
         seconds = time.perf_counter() - start
         if not return_dict:
             return out_ids
-        stats = {"texts": len(texts), "batch_size": bs, "candidates_per_text": self._num_candidates(config)}
+        stats = {
+            "texts": len(texts),
+            "batch_size": bs,
+            "candidates_per_text": self._num_candidates(config),
+            "runaways_before_retries": runaways,
+        }
         return SynthesisOutput(out_ids, truncated, n_tokens, seconds, stats)
 
     @staticmethod
@@ -437,6 +458,21 @@ class TextToTokenSynthesizer:
             out_ids.append(cands[best])
             truncated.append(runs[best][1][i])
         return out_ids, truncated
+
+    def _retry_runaways(self, out_ids, truncated, prompts, budgets, seeds, config: SynthesisConfig, bs: int):
+        """Re-draw the flagged texts in place (see `SynthesisConfig.runaway_retries`)."""
+        sampling = replace(config, do_sample=True, temperature=config.retry_temperature, num_beams=1, mbr_samples=0)
+        for k in range(config.runaway_retries):
+            redo = [i for i, cut in enumerate(truncated) if cut]
+            if not redo:
+                return
+            ids, cut = self._decode(
+                [prompts[i] for i in redo], [budgets[i] for i in redo],
+                [stable_seed(seeds[i], "retry", k) for i in redo], sampling, bs, False,
+            )  # fmt: skip
+            for j, i in enumerate(redo):
+                if not cut[j]:
+                    out_ids[i], truncated[i] = ids[j], False
 
     def _decode(self, prompts, budgets, seeds, config: SynthesisConfig, bs: int, progress: bool):
         """One decoding pass (greedy, sampling or beams): speech ids and runaway flags per prompt."""

@@ -81,6 +81,10 @@ class TextToTokenArguments:
     top_k: int = 0
     top_p: float = 1.0
     synthesis_batch_size: int = 64
+    runaway_retries: int = field(
+        default=0, metadata={"help": "re-draw a text cut as a runaway up to this many times (SynthesisConfig)"}
+    )
+    retry_temperature: float = 0.6
     max_tokens_per_char_margin: float = field(
         default=1.5, metadata={"help": "runaway guard = margin x the 99.9th percentile of the data's tokens/char"}
     )
@@ -304,6 +308,7 @@ def evaluate_tts(
     ]
     metrics["synthesis_tokens_per_second"] = round(out.tokens_per_second, 1)
     metrics["runaway_fraction"] = sum(out.truncated) / max(len(texts), 1)
+    metrics["runaway_fraction_before_retries"] = out.stats["runaways_before_retries"] / max(len(texts), 1)
     metrics["mean_speech_tokens_synth"] = sum(map(len, out.speech_ids)) / max(len(texts), 1)
     metrics["mean_speech_tokens_real"] = sum(map(len, real)) / max(len(texts), 1)
     return metrics
@@ -424,6 +429,8 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         batch_size=args.synthesis_batch_size,
         max_tokens_per_char=guard["max_tokens_per_char"],
         seed=training_args.seed,
+        runaway_retries=args.runaway_retries,
+        retry_temperature=args.retry_temperature,
         voice=Counter(train_rows["voice"]).most_common(1)[0][0] if voices else None,  # until the tuning below
     )
     synth = TextToTokenSynthesizer(inference_model(trainer), tokenizer, synth_cfg)

@@ -176,3 +176,23 @@ def test_minimum_bayes_risk_returns_the_consensus_candidate(synth):
         synth.synthesize(texts, do_sample=False, mbr_samples=-1)
     with pytest.raises(ValueError, match="set do_sample=False"):
         synth.synthesize(texts, mbr_samples=2)  # the fixture samples: MBR is built around the greedy decode
+
+
+def test_runaway_retries_redraw_only_the_cut_texts(synth):
+    texts = [f"{s} {s}" for s in SENTENCES] * 2  # long enough that the random model rarely ends in time
+    tight = {"max_tokens_per_char": 0.08, "min_token_budget": 2, "do_sample": False}
+    first = synth.synthesize(texts, return_dict=True, **tight)
+    assert sum(first.truncated) >= 3  # the premise: greedy runs away on most of them
+    out = synth.synthesize(texts, return_dict=True, runaway_retries=30, retry_temperature=2.0, **tight)
+    assert out.stats["runaways_before_retries"] == sum(first.truncated)
+    assert sum(out.truncated) < sum(first.truncated)  # some re-draws ended with <|end_of_audio|>
+    for i, cut in enumerate(first.truncated):
+        if not cut:  # a text that ended the first time is never touched
+            assert out.speech_ids[i] == first.speech_ids[i] and not out.truncated[i]
+        elif not out.truncated[i]:  # a rescued one: a different, complete decode within the budget
+            assert out.speech_ids[i] != first.speech_ids[i]
+            assert len(out.speech_ids[i]) <= SynthesisConfig(**tight).token_budget(texts[i])
+    # re-draws are seeded per text: the same result in any batch, and again on a second call
+    assert out.speech_ids == synth.synthesize(texts, batch_size=1, runaway_retries=30, retry_temperature=2.0, **tight)
+    with pytest.raises(ValueError, match="runaway_retries must be >= 0"):
+        synth.synthesize(texts, runaway_retries=-1)

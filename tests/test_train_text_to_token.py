@@ -108,6 +108,7 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
         "temperature": 0.9,
         "temperature_grid": [0.9, 1.3],
         "mbr_samples": 2,
+        "runaway_retries": 2,
     }
     out = tmp_path / "text_to_token"
     m1 = run_stage(config, out, tmp_path)
@@ -123,7 +124,8 @@ def test_stage_trains_saves_evaluates_and_resumes(tmp_path):
         assert synth.config.mbr_samples == 2 and not synth.config.do_sample
     else:
         assert m1["chosen_temperature"] in (0.9, 1.3) and synth.config.temperature == m1["chosen_temperature"]
-    assert synth.vocab.codebook_size == K
+    assert synth.vocab.codebook_size == K and synth.config.runaway_retries == 2
+    assert m1["runaway_fraction"] <= m1["runaway_fraction_before_retries"]
     assert synth.config.max_tokens_per_char == pytest.approx(m1["max_tokens_per_char"])
     assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2]) for t in ids)
     # a longer run in the same folder resumes from the last checkpoint instead of starting over
