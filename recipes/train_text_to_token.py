@@ -9,6 +9,11 @@ Usage (one process, as the pipeline runs it):
     python recipes/train_text_to_token.py --config recipes/configs/demo/text_to_token.yaml \\
         --run_dir runs/demo --output_dir /tmp/t2t --num_train_epochs 2 --hidden_size 128
 
+    # start from a pretrained causal LM (Hub id or folder; its tokenizer is used), or train a saved
+    # text-to-token model further (its size and vocabulary are kept; the size fields are then ignored)
+    python recipes/train_text_to_token.py --config recipes/configs/paper/text_to_token.yaml \\
+        --run_dir runs/paper --output_dir runs/paper/text_to_token --model_name_or_path Qwen/Qwen2.5-0.5B
+
     # data-parallel: torchrun underneath (accelerate's MULTI_CPU mode needs mpirun); gloo on CPU
     accelerate launch --multi_gpu --num_processes 2 recipes/train_text_to_token.py \\
         --config recipes/configs/demo/text_to_token.yaml --run_dir runs/demo --output_dir runs/demo/text_to_token
