@@ -263,3 +263,26 @@ def test_stage_starts_from_a_pretrained_model_and_rejects_the_wrong_kind(tmp_pat
         load_text_to_token_model(start, 2 * K)
     with pytest.raises(ValueError, match="not a causal LM"):
         load_text_to_token_model(tmp_path / "speech_tokenizer", K, tiny_text_tokenizer())
+
+
+def test_a_plain_text_lm_gets_the_speech_vocabulary_and_a_pad_token(tmp_path):
+    """A pretrained text LM (no speech tokens, no pad token, as Llama-family checkpoints ship) becomes a
+    text-to-token model: speech rows added, padding on eos, generation ending at <|end_of_audio|>."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modeling_speechtext.text_to_token import load_text_to_token_model
+
+    tok = tiny_text_tokenizer()
+    tok.pad_token = None
+    lm = LlamaForCausalLM(
+        LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    )  # fmt: skip
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    model, tokenizer, vocab = load_text_to_token_model(tmp_path / "lm", K)
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
+    assert model.get_input_embeddings().num_embeddings >= len(tokenizer) == len(tok) + K + 2
+    assert model.generation_config.eos_token_id == vocab.end_of_audio_id
+    synth = TextToTokenSynthesizer(model, tokenizer)
+    assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2], max_tokens_per_char=0.2) for t in ids)
