@@ -110,8 +110,9 @@ class SynthesisConfig:
         runaway_retries: decode a text whose output was cut as a runaway again, up to this many times, by seeded
             sampling at `retry_temperature`, and keep the first output that ends with `<|end_of_audio|>` (the
             text stays flagged if none does). Why: a small model sometimes loops on one unit and never closes the
-            span; the cut output is garbage the ASR judge reads as extra words, while a re-draw of just those few
-            texts (a few percent) usually ends normally. Retries depend only on (text, seed), like everything else.
+            span, and a cut span is a bad piece of interleaved data; a re-draw of just those few texts usually
+            ends normally (measured on the tiny model: 4.7% of greedy texts cut -> 0%, TTS WER unchanged within
+            noise). Retries depend only on (text, seed), like everything else.
         retry_temperature: sampling temperature of those retries.
         cache_implementation: for the `generate()` path: `None` = the dynamic KV cache; `"static"` preallocates
             each batch's cache for the longest budget (faster when every row runs long, slower when most rows
