@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .hardware import run_environment, take_decisions
 from .presets import load_preset
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def run_pipeline(
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = run_dir / "pipeline.json"
-    report = {"preset": str(preset), "output_dir": str(run_dir.resolve()), "stages": []}
+    # where the seconds below were measured: two runs' timings compare only on like hardware, threads, precision
+    report = {"preset": str(preset), "output_dir": str(run_dir.resolve()), **run_environment(), "stages": []}
     for index, spec in enumerate(STAGES):
         if spec.name not in wanted:
             continue
@@ -101,12 +103,14 @@ def run_pipeline(
                     f"{stage_dir} was built with a different config; pass --force {spec.name} or a new --output_dir"
                 )
             entry.update(status="skipped", seconds=marker["seconds"], metrics=marker["metrics"])
+            entry["environment"] = marker.get("environment")  # where those seconds were measured
             logger.info("stage %s: complete, skipped", spec.name)
         else:
             if marker is not None:
                 (stage_dir / STAGE_MARKER).unlink()
             stage_dir.mkdir(parents=True, exist_ok=True)
             logger.info("stage %s: running -> %s", spec.name, stage_dir)
+            take_decisions()  # forget decisions of earlier stages
             start = time.perf_counter()
             try:
                 metrics = spec.load()(stage_cfg, stage_dir, run_dir) or {}
@@ -116,8 +120,12 @@ def run_pipeline(
                 _write_json(report_path, report)
                 raise
             seconds = round(time.perf_counter() - start, 2)
-            _write_json(stage_dir / STAGE_MARKER, {"config": stage_cfg, "metrics": metrics, "seconds": seconds})
-            entry.update(status="done", seconds=seconds, metrics=metrics)
+            environment = run_environment(take_decisions())
+            _write_json(
+                stage_dir / STAGE_MARKER,
+                {"config": stage_cfg, "metrics": metrics, "seconds": seconds, "environment": environment},
+            )
+            entry.update(status="done", seconds=seconds, metrics=metrics, environment=environment)
         report["stages"].append(entry)
         _write_json(report_path, report)
     return report

@@ -42,6 +42,7 @@ from transformers import HfArgumentParser, SchedulerType, Trainer, TrainingArgum
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.hardware import AutoPrecisionMixin
 from modeling_speechtext.model_cards import speech_decoder_card
 from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
 
@@ -94,8 +95,8 @@ class ModelArguments:
 
 
 @dataclass
-class DecoderTrainingArguments(TrainingArguments):
-    """TrainingArguments with defaults for this small CPU model."""
+class DecoderTrainingArguments(AutoPrecisionMixin, TrainingArguments):
+    """TrainingArguments with defaults for this small CPU model; `bf16: auto` picks the precision by the hardware."""
 
     output_dir: str = field(default="runs/demo/speech_decoder")
     learning_rate: float = 1e-3

@@ -21,7 +21,8 @@ vocabulary `<run_dir>/text_tokenizer` (byte-level BPE). Output: a folder loadabl
 Why a custom loop and not `Trainer`: the recipe needs a quantizer warm-up, a codebook initialised from encoder
 outputs in the middle of training and length-bucketed batches of cached features; those are a few lines here
 and awkward callbacks there. It still runs under `accelerate` (DDP; the EMA codebook statistics are
-all-reduced). Speed settings follow CALIBRATION.md: fused AdamW, dropout 0, bf16 autocast.
+all-reduced). Speed settings follow CALIBRATION.md: fused AdamW, dropout 0, bf16 autocast where the hardware
+has native bf16 (`bf16: auto`, modeling_speechtext/hardware.py).
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ class SpeechTokenizerTrainingArguments:
     )
     codebook_init_batches: int = 8
     kmeans_iters: int = 10
-    bf16: bool = True
+    bf16: str = field(
+        default="auto",
+        metadata={"help": "bf16 autocast: auto (by the hardware, modeling_speechtext/hardware.py), true or false"},
+    )
     sortagrad: bool = field(default=True, metadata={"help": "first epoch shortest clips first (helps CTC start)"})
     label_text: str = "cased"
     max_train_clips: int | None = None
@@ -318,6 +322,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import AutoTokenizer
 
+    from modeling_speechtext.hardware import resolve_bf16
     from modeling_speechtext.speech_tokenization import build_feature_extractor
     from modeling_speechtext.speech_tokenizer_augment import FeatureAugmentation, augment_features
     from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, collate_aux, make_batches
@@ -332,9 +337,10 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     paths = resolve_paths(script)
     out_dir = paths["output_dir"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    precision = resolve_bf16(args.bf16, use_cpu=not torch.cuda.is_available())
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if args.bf16 else "no",
+        mixed_precision="bf16" if precision.bf16 else "no",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # VQ unused in warm-up
     )
     random.seed(args.seed)

@@ -42,6 +42,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from trl import SFTConfig
+
+from modeling_speechtext.hardware import AutoPrecisionMixin
+
 if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -474,11 +478,15 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     return metrics
 
 
+@dataclass
+class TextToTokenSFTConfig(AutoPrecisionMixin, SFTConfig):
+    """`SFTConfig` with `bf16: auto` (bf16 autocast only on hardware with native bf16; TRL's default is on)."""
+
+
 def _parser():
     from transformers import HfArgumentParser
-    from trl import SFTConfig
 
-    return HfArgumentParser((TextToTokenArguments, SFTConfig))
+    return HfArgumentParser((TextToTokenArguments, TextToTokenSFTConfig))
 
 
 def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
@@ -489,10 +497,10 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from trl import SFTConfig, TrlParser
+    from trl import TrlParser
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    parser = TrlParser((TextToTokenArguments, SFTConfig))
+    parser = TrlParser((TextToTokenArguments, TextToTokenSFTConfig))
     args, training_args = parser.parse_args_and_config(args=argv)
     return train(args, training_args)
 
@@ -502,6 +510,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "TextToTokenArguments",
+    "TextToTokenSFTConfig",
     "inference_model",
     "tokenize_pairs",
     "tokens_per_char_guard",
