@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -213,9 +214,15 @@ def make_optimizer(model, args: SpeechTokenizerTrainingArguments):
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """Finished checkpoint folders by step; a `checkpoint-N.tmp` left by a crash mid-save is not one."""
+    found = [(int(m.group(1)), p) for p in (output_dir / "checkpoints").glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]  # fmt: skip
+    return [p for _, p in sorted(found)]
+
+
 def last_checkpoint(output_dir: Path) -> Path | None:
-    ckpts = sorted((output_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    ckpts = [c for c in ckpts if (c / "trainer_state.json").is_file()]
+    ckpts = [c for c in _checkpoints(output_dir) if (c / "trainer_state.json").is_file()]
     return ckpts[-1] if ckpts else None
 
 
@@ -231,10 +238,9 @@ def save_checkpoint(model, optimizer, scheduler, state: dict, output_dir: Path, 
     (tmp / "trainer_state.json").write_text(json.dumps(state))  # written last: its presence = complete
     shutil.rmtree(ckpt, ignore_errors=True)
     tmp.rename(ckpt)
-    old = sorted((output_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    old = _checkpoints(output_dir)
     for stale in old[: max(len(old) - limit, 0)]:
-        if not stale.name.endswith(".tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_checkpoint(ckpt: Path):

@@ -281,3 +281,16 @@ def test_transcribe_command_with_manifest(trained, tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"text": "no audio"}\n')
     assert main(["transcribe", "--tokenizer", str(out), "--manifest", str(tmp_path / "bad.jsonl")]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_a_half_written_checkpoint_is_ignored_not_parsed(tmp_path):
+    """A crash inside `save_checkpoint` leaves `checkpoint-N.tmp`; the next run resumes from the last whole one."""
+    from recipes.train_speech_tokenizer import last_checkpoint
+
+    for name, complete in [("checkpoint-8", True), ("checkpoint-16", True), ("checkpoint-24.tmp", True),
+                           ("checkpoint-32", False)]:  # fmt: skip
+        folder = tmp_path / "checkpoints" / name
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-16"  # before the fix: ValueError int("24.tmp")
