@@ -66,7 +66,11 @@ def speech_decoder_step(cfg: dict, device: str):
     from recipes.train_speech_decoder import ModelArguments
 
     config = SpeechDecoderConfig(
-        codebook_size=512, tokens_per_second=12.5, voice_names=["a", "b"], default_voice="a", **_pick(cfg, ModelArguments)
+        codebook_size=512,
+        tokens_per_second=12.5,
+        voice_names=["a", "b"],
+        default_voice="a",
+        **_pick(cfg, ModelArguments),
     )
     model = SpeechDecoderModel(config).to(device)
     g = torch.Generator().manual_seed(0)
@@ -132,7 +136,7 @@ def bench_stage(name: str, cfg: dict, device: str, repeats: int) -> dict:
     for bf16 in (False, True):  # warm-up: allocator, oneDNN kernels for both dtypes
         _step(model, inputs, optimizer, device, bf16)
     for i in range(repeats):
-        for bf16 in ((False, True) if i % 2 == 0 else (True, False)):  # alternate the order: no drift bias
+        for bf16 in (False, True) if i % 2 == 0 else (True, False):  # alternate the order: no drift bias
             times[bf16].append(_step(model, inputs, optimizer, device, bf16))
     fp32, bf16 = statistics.median(times[False]), statistics.median(times[True])
     return {

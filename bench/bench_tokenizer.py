@@ -108,7 +108,10 @@ def bench_encoding(model, fe, clips, batch_size: int) -> None:
     def padded_30s():
         with torch.no_grad():
             for i in range(0, len(clips), batch_size):  # WhisperFeatureExtractor's default: pad to 30 s
-                feats = fe(clips[i : i + batch_size], padding="max_length", truncation=True, return_tensors="pt")
+                feats = fe(
+                    clips[i : i + batch_size], sampling_rate=fe.sampling_rate, padding="max_length", truncation=True,
+                    return_tensors="pt",
+                )
                 model.encode(feats["input_features"].to(model.dtype))
 
     t_ours = timed(lambda: encode_waveforms(model, fe, clips, batch_size=batch_size), repeats=2)

@@ -351,10 +351,48 @@ class InterleavedConfig:
             for k, v in asdict(self).items()
             if k not in {"output_dir", "num_proc", "overwrite", "device", "num_threads", "push_to_hub", "private"}
         }
-        weights = sorted(Path(self.t2t).glob("*.safetensors"))
-        keep["t2t_weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
+        # content, not file dates: an identical re-save keeps the shards, a changed model or source rebuilds them
+        keep["t2t_content"] = content_digest(Path(self.t2t), T2T_CONTENT_FILES)
+        source = _local_path(self.source)
+        if source is not None:
+            keep["source_content"] = content_digest(source, SOURCE_CONTENT_FILES)
+        # a Hub source is identified by its name/config/split only: its revision cannot be checked offline
         keep["num_documents"] = num_documents
         return json.loads(json.dumps(keep, default=str))
+
+
+# What a build's output depends on, by file pattern: the synthesizer's model, tokenizer and decoding settings,
+# and the source's data files (a `save_to_disk` folder's Arrow files or plain data files).
+T2T_CONTENT_FILES = (
+    "*.safetensors",
+    "config.json",
+    "generation_config.json",
+    "synthesis_config.json",
+    "tokenizer*.json",
+)
+SOURCE_CONTENT_FILES = ("*.arrow", "*.txt", "*.jsonl", "*.json", "*.parquet", "*.csv")
+
+
+def content_digest(path: Path, patterns: tuple[str, ...]) -> str:
+    """sha256 over the relative names and bytes of the files under `path` matching `patterns` (or `path` itself).
+
+    Hashing costs about a second per GB, once per build; dates and sizes alone would call an identical re-save
+    a new model and would miss an edited source of the same size.
+    """
+    import hashlib
+
+    if path.is_file():
+        files, root = [path], path.parent
+    else:
+        files, root = sorted({f for pattern in patterns for f in path.rglob(pattern) if f.is_file()}), path
+    digest = hashlib.sha256()
+    for f in files:
+        if f.name in ("state.json", "dataset_info.json", "metrics.json", "stage.json"):
+            continue  # bookkeeping (fingerprints, dates, numbers), not content
+        digest.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
 
 
 # --- the text source ---------------------------------------------------------------------------------------------
@@ -949,5 +987,6 @@ __all__ = [
     "aggregate_stats",
     "finalize",
     "push_to_hub",
+    "content_digest",
     "run_stage",
 ]

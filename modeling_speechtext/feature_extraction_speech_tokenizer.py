@@ -16,11 +16,12 @@ class SpeechTokenizerFeatureExtractor(WhisperFeatureExtractor):
     r"""Log-mel features (Whisper's exact computation) at each input's own length.
 
     Args: as `WhisperFeatureExtractor` (`feature_size` mel bins, `sampling_rate`, `hop_length`, ...).
-    Calling it defaults to `padding="longest"`, `truncation=False` and the extractor's own sampling rate.
+    Calling it defaults to `padding="longest"` and `truncation=False`. Pass `sampling_rate=` as with any
+    transformers extractor: it is deliberately *not* filled in, so that audio at another rate is refused by
+    `WhisperFeatureExtractor`'s own check instead of being read at the wrong speed.
     """
 
     def __call__(self, raw_speech, truncation: bool = False, padding: str | None = "longest", **kwargs):
-        kwargs.setdefault("sampling_rate", self.sampling_rate)
         return super().__call__(raw_speech, truncation=truncation, padding=padding, **kwargs)
 
     def to_dict(self) -> dict:

@@ -216,3 +216,33 @@ def test_stream_from_hub_and_push_to_hub(world, tmp_path):
     assert report["documents"] == report["rows"] == 12
     assert "README.md" in report["files"] and "stats.json" in report["files"]
     assert "data/train-00000-of-00003.parquet" in report["files"] and "tokenizer/tokenizer.json" in report["files"]
+
+
+def test_fingerprint_follows_content_not_file_dates(world, tmp_path):
+    """An identical re-save of the model keeps every shard; an edited source of the same name is a new build."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    root, cfg, _ = world
+    t2t, docs, out = tmp_path / "t2t", tmp_path / "documents", tmp_path / "build"
+    shutil.copytree(root / "t2t", t2t)
+    shutil.copytree(root / "documents", docs)
+    small = {**cfg, "t2t": str(t2t), "source": str(docs), "max_documents": 16, "output_dir": str(out)}
+    build_interleaved(small)
+    shards = sorted((out / "data").glob("*.parquet"))
+    written = [p.stat().st_mtime_ns for p in shards]
+    for weights in t2t.glob("*.safetensors"):  # same bytes, new date (what save_pretrained of the same model does)
+        data = weights.read_bytes()
+        weights.unlink()
+        weights.write_bytes(data)
+    time.sleep(0.01)
+    build_interleaved(small)  # before the fix: the mtime changed the fingerprint -> "different config"
+    assert [p.stat().st_mtime_ns for p in shards] == written
+    edited = load_from_disk(str(docs))
+    edited["train"] = edited["train"].map(lambda row: {"text": row["text"].replace("Mary", "John")})
+    edited.save_to_disk(str(tmp_path / "edited"))
+    shutil.rmtree(docs)
+    shutil.move(tmp_path / "edited", docs)
+    with pytest.raises(ValueError, match="different config"):
+        build_interleaved(small)  # before the fix: the old shards were silently reused for the new text

@@ -357,7 +357,7 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens(tmp_path):
         clips = np.load("clips.npz")
         out = []
         for key in sorted(clips.files, key=lambda k: int(k.split("_")[1])):
-            feats = fe(clips[key], return_tensors="pt")  # the remote extractor's defaults: no 30 s padding
+            feats = fe(clips[key], sampling_rate=16000, return_tensors="pt")  # defaults: no 30 s padding
             ids, n = model.encode(feats["input_features"])
             out.append(ids[0, : int(n[0])].tolist())
         modules = [type(model).__module__, type(fe).__module__]
@@ -472,3 +472,21 @@ def test_pooling_kernel_sets_the_token_rate(kernel, rate):
     assert model.config.frame_rate == rate and len(ids) == int(np.ceil(2 * rate))
     out = model(torch.randn(1, 80, 200), labels=torch.tensor([[1, 2]]))
     assert out.token_ids.shape[1] == int(np.ceil(100 / kernel)) and torch.isfinite(out.loss)
+
+
+def test_feature_extractor_refuses_audio_at_another_rate():
+    """transformers' own rate check must see the caller's rate: the extractor does not fill in its own."""
+    from modeling_speechtext.feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
+
+    fe = SpeechTokenizerFeatureExtractor(feature_size=80, sampling_rate=16000)
+    wave = np.zeros(8000, dtype=np.float32)
+    with pytest.raises(ValueError, match="sampling rate"):
+        fe(wave, sampling_rate=8000)
+    feats = fe(wave, sampling_rate=16000, return_tensors="np")["input_features"]
+    assert feats.shape == (1, 80, 50)  # its own length: no 30 s padding
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging as hf_logging
+
+    with CaptureLogger(hf_logging.get_logger("transformers.models.whisper.feature_extraction_whisper")) as cap:
+        fe(wave)  # no rate given: transformers warns (before the fix ours silently assumed 16 kHz)
+    assert "sampling_rate" in cap.out
