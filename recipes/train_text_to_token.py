@@ -414,12 +414,19 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         model, vocab = build_text_to_token_model(tokenizer, codebook_size, model_cfg)
     positions = getattr(model.config, "max_position_embeddings", None) or args.max_position_embeddings
     max_length = min(training_args.max_length or positions, positions)
+    if training_args.max_length and training_args.max_length > positions:
+        logger.warning(
+            "max_length=%d exceeds the model's %d positions: using %d", training_args.max_length, positions, positions
+        )
     train_ds, dropped = tokenize_pairs(train_rows, tokenizer, vocab, max_length, voices=bool(voices))
     eval_src = eval_rows.select(range(min(args.max_eval_samples or len(eval_rows), len(eval_rows))))
     eval_ds, _ = tokenize_pairs(eval_src, tokenizer, vocab, max_length, voices=bool(voices))
     guard = tokens_per_char_guard(train_rows, args.max_tokens_per_char_margin)
 
-    training_args.completion_only_loss = True
+    if training_args.completion_only_loss is None:  # TRL's default for prompt/completion data: loss on the speech
+        training_args.completion_only_loss = True
+    elif not training_args.completion_only_loss:
+        logger.warning("completion_only_loss=False: the loss also covers the text prompt")
     training_args.max_length = max_length
     trainer = SFTTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer

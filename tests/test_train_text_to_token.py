@@ -286,3 +286,33 @@ def test_a_plain_text_lm_gets_the_speech_vocabulary_and_a_pad_token(tmp_path):
     assert model.generation_config.eos_token_id == vocab.end_of_audio_id
     synth = TextToTokenSynthesizer(model, tokenizer)
     assert all(0 <= t < K for ids in synth.synthesize(SENTENCES[:2], max_tokens_per_char=0.2) for t in ids)
+
+
+@pytest.mark.parametrize("completion_only_loss", [None, False])
+def test_user_training_settings_reach_the_trainer(tmp_path, monkeypatch, completion_only_loss):
+    """`completion_only_loss` set by the user is kept (None -> the recipe's default, loss on the speech only)."""
+    import trl
+
+    _speech_tokens(tmp_path)
+    _speech_tokenizer(tmp_path)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        seen["args"] = kwargs["args"]
+        raise Stop
+
+    monkeypatch.setattr(trl, "SFTTrainer", capture)
+    config = {
+        "seed": 0, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+        "max_position_embeddings": 128, "max_length": 4096, "max_steps": 1, "use_cpu": True, "bf16": False,
+        "report_to": "none", "tts_eval_samples": 0,
+    }  # fmt: skip
+    if completion_only_loss is not None:
+        config["completion_only_loss"] = completion_only_loss
+    with pytest.raises(Stop):
+        run_stage(config, tmp_path / "text_to_token", tmp_path)
+    assert seen["args"].completion_only_loss is (True if completion_only_loss is None else False)
+    assert seen["args"].max_length == 128  # clamped to the model's positions, with a warning
