@@ -1,11 +1,8 @@
 """Precision by hardware: `auto` follows the (injected) capability check, explicit settings always win."""
 
-import json
-
 import pytest
 
 from modeling_speechtext import hardware as hw
-from modeling_speechtext import pipeline as pl
 
 NO_BF16 = hw.HardwareInfo(cpu_model="Intel Xeon 2.8GHz", cpu_flags=("avx512f",), cpu_native_bf16=False)
 BF16 = hw.HardwareInfo(cpu_model="AMD EPYC", cpu_flags=("avx512f", "avx512_bf16"), cpu_native_bf16=True)
@@ -77,39 +74,3 @@ def test_recipe_configs_resolve_auto_before_transformers_sees_it(monkeypatch, tm
     assert sft.bf16 is expected
     _, sft = _parser().parse_dict({"output_dir": str(tmp_path), "use_cpu": True})  # TRL's own default would be True
     assert sft.bf16 is expected
-
-
-def _train_stage(config, output_dir, run_dir):
-    return {"bf16": hw.resolve_bf16(config["bf16"]).bf16}
-
-
-def _data_stage(config, output_dir, run_dir):
-    return {"n": 1}
-
-
-def test_stage_json_records_where_it_ran(monkeypatch, tmp_path):
-    monkeypatch.setattr(hw, "detect_hardware", lambda: NO_BF16)
-    monkeypatch.setattr(
-        pl,
-        "STAGES",
-        [pl.StageSpec("a", f"{__name__}:_data_stage", "data"), pl.StageSpec("b", f"{__name__}:_train_stage", "train")],
-    )
-    monkeypatch.setattr(pl, "STAGE_NAMES", ["a", "b"])
-    preset = tmp_path / "preset"
-    preset.mkdir()
-    (preset / "pipeline.yaml").write_text("stages: [a, b]\n")
-    (preset / "a.yaml").write_text("x: 1\n")
-    (preset / "b.yaml").write_text("bf16: auto\n")
-    out = tmp_path / "run"
-    pl.run_pipeline(preset, out)
-    a = json.loads((out / "a" / "stage.json").read_text())["environment"]
-    b = json.loads((out / "b" / "stage.json").read_text())["environment"]
-    assert a["hardware"]["cpu_model"] == "Intel Xeon 2.8GHz" and a["hardware"]["cpu_native_bf16"] is False
-    assert a["precision"] == "float32" and a["precision_decisions"] == []  # a data stage trains nothing
-    assert b["precision"] == "float32" and b["precision_decisions"][0]["requested"] == "auto"
-    assert isinstance(b["torch_threads"], int) and b["torch_threads"] >= 1
-    report = json.loads((out / "pipeline.json").read_text())
-    assert report["hardware"]["cpu_flags"] == ["avx512f"]
-    assert report["stages"][1]["environment"]["precision"] == "float32"
-    report = pl.run_pipeline(preset, out)  # skipped stages keep the environment they were measured in
-    assert report["stages"][1]["environment"]["hardware"]["cpu_model"] == "Intel Xeon 2.8GHz"

@@ -56,6 +56,36 @@ def test_runs_in_order_and_skips_when_done(fake_stages, tmp_path):
     assert CALLS == ["a", "b"]
 
 
+def test_stage_json_records_where_it_ran(fake_stages, tmp_path, monkeypatch):
+    """Hardware, threads and the training precision (the stage's own decision) travel with the seconds."""
+    import sys
+
+    from modeling_speechtext import hardware as hw
+
+    machine = hw.HardwareInfo(cpu_model="Intel Xeon 2.8GHz", cpu_flags=("avx512f",), cpu_native_bf16=False)
+    monkeypatch.setattr(hw, "detect_hardware", lambda: machine)
+
+    def trains(config, output_dir, run_dir):  # stage b as a training stage deciding its precision
+        return {"bf16": hw.resolve_bf16("auto").bf16}
+
+    monkeypatch.setattr(sys.modules[__name__], "_stage_b", trains)
+    out = tmp_path / "run"
+    pl.run_pipeline(fake_stages, out)
+    a = json.loads((out / "a" / "stage.json").read_text())["environment"]
+    b = json.loads((out / "b" / "stage.json").read_text())["environment"]
+    assert a["hardware"]["cpu_model"] == "Intel Xeon 2.8GHz" and a["hardware"]["cpu_native_bf16"] is False
+    assert a["precision"] == "float32" and a["precision_decisions"] == []  # a data stage trains nothing
+    assert b["precision"] == "float32" and b["precision_decisions"][0]["requested"] == "auto"
+    assert "no native bf16" in b["precision_decisions"][0]["reason"]
+    assert isinstance(b["torch_threads"], int) and b["torch_threads"] >= 1
+    report = json.loads((out / "pipeline.json").read_text())
+    assert report["hardware"]["cpu_flags"] == ["avx512f"]
+    assert report["stages"][1]["environment"]["precision"] == "float32"
+    report = pl.run_pipeline(fake_stages, out)  # skipped stages keep the environment they were measured in
+    assert report["stages"][1]["status"] == "skipped"
+    assert report["stages"][1]["environment"]["hardware"]["cpu_model"] == "Intel Xeon 2.8GHz"
+
+
 def test_crash_leaves_no_marker_and_resumes(fake_stages, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="boom"):
