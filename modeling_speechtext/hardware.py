@@ -183,6 +183,7 @@ def resolve_bf16(
         )
     logger.info("training precision: %s (%s)", decision.precision, decision.reason)
     _decisions.append(decision)
+    del _decisions[:-32]  # bounded: a process that never asks (a recipe run alone) must not grow it
     return decision
 
 
