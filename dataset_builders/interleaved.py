@@ -862,8 +862,8 @@ def dataset_card(cfg: InterleavedConfig, stats: dict[str, Any], vocab) -> str:
 
 # Synthetic interleaved speech-text data
 
-Built with [speechtext](https://github.com/) `dataset_builders/interleaved.py` (the GLM-4-Voice recipe, arXiv
-2411.17607): spans of text documents ({cfg.granularity} granularity, `eta` = {cfg.eta}, span lengths
+Built with speechtext's `dataset_builders/interleaved.py` (the GLM-4-Voice recipe,
+[arXiv 2411.17607](https://arxiv.org/abs/2411.17607)): spans of text documents ({cfg.granularity} granularity, `eta` = {cfg.eta}, span lengths
 `{cfg.lengths}`) replaced by the speech tokens a text-to-token model wrote for them, wrapped in
 `<|begin_of_audio|>` / `<|end_of_audio|>`. No audio was synthesized.
 

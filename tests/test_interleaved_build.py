@@ -96,6 +96,7 @@ def test_build_outputs_stats_card_and_bad_inputs(world):
     assert sum(r["n_speech_tokens"] for r in rows.values()) == stats["speech_tokens"]
     card = (out / "README.md").read_text()
     assert "path: data/train-*.parquet" in card and "speech-to-text token ratio" in card
+    assert "https://github.com/)" not in card and "https://arxiv.org/abs/2411.17607" in card  # no placeholder link
     assert (out / "span_lengths.png").stat().st_size > 1000
     assert json.loads((out / "stats.json").read_text())["documents"] == N_DOCS - 2
     from datasets import load_dataset
