@@ -133,6 +133,7 @@ class SpeechDecoderAttention(nn.Module):
 
     def __init__(self, config: SpeechDecoderConfig):
         super().__init__()
+        self.config = config  # read at call time: `attn_implementation` / `set_attn_implementation` take effect
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
@@ -146,7 +147,14 @@ class SpeechDecoderAttention(nn.Module):
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if getattr(self.config, "_attn_implementation", None) == "eager":
+            # the plain formula: for debugging, attention maps, and backends without a fused kernel
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            y = scores.softmax(dim=-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -263,7 +271,7 @@ class SpeechDecoderPreTrainedModel(PreTrainedModel):
     base_model_prefix = "speech_decoder"
     main_input_name = "input_ids"
     _no_split_modules = ["SpeechDecoderLayer"]
-    _supports_sdpa = True
+    _supports_sdpa = True  # the default; `attn_implementation="eager"` takes the explicit softmax path
 
 
 @dataclass

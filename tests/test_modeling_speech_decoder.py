@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
 from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel, block_attention_mask
@@ -103,6 +104,31 @@ def test_generate_and_decode_shapes_and_batch_consistency():
     assert wave.dim() == 1 and wave.shape[0] == 23 * 1280 and torch.isfinite(wave).all()
     waves = model.decode(torch.tensor([ids[:15], ids[5:20]]))
     assert [w.shape[0] for w in waves] == [15 * 1280, 15 * 1280]
+
+
+def test_attn_implementation_is_honoured(tmp_path):
+    """`attn_implementation="eager"` runs the explicit softmax path (same numbers as SDPA), and it is the path taken."""
+    from unittest import mock
+
+    model = tiny_model(voice_names=["a", "b"])
+    model.save_pretrained(tmp_path)
+    eager = SpeechDecoderModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    sdpa = SpeechDecoderModel.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    ids = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [2, 7, 1, 8, 2, 8, 0, 0, 0, 0]]
+    mask = torch.tensor([[1] * 10, [1] * 6 + [0] * 4])
+    mel = torch.randn(2, 80, 80)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = eager(input_ids=torch.tensor(ids), attention_mask=mask, mel=mel).loss
+        torch.manual_seed(1)
+        with mock.patch.object(F, "scaled_dot_product_attention", side_effect=AssertionError("SDPA on eager")):
+            torch.manual_seed(1)
+            b = eager(input_ids=torch.tensor(ids), attention_mask=mask, mel=mel).loss  # never calls SDPA
+        torch.manual_seed(1)
+        c = sdpa(input_ids=torch.tensor(ids), attention_mask=mask, mel=mel).loss
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
 
 
 def test_save_load_round_trip_is_exact(tmp_path):
