@@ -908,18 +908,17 @@ def finalize(cfg: InterleavedConfig, writer: ShardedParquetWriter, wall_seconds:
 
 def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Upload shards, card, stats, plot and tokenizer to a dataset repo; returns the commit URL."""
-    from huggingface_hub import HfApi
+    from modeling_speechtext.hub_upload import upload_folder_to_hub
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
+    return upload_folder_to_hub(
+        folder,
+        repo_id,
         repo_type="dataset",
-        folder_path=str(folder),
+        private=private,
+        token=token,
         allow_patterns=["data/*.parquet", "README.md", "stats.json", "*.png", "tokenizer/*"],
         commit_message="Upload interleaved speech-text data (speechtext)",
     )
-    return str(getattr(info, "commit_url", info))
 
 
 # --- pipeline stage and `python -m` entry --------------------------------------------------------------------------

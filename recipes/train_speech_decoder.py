@@ -43,6 +43,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
 from modeling_speechtext.hardware import AutoPrecisionMixin
+from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
 from modeling_speechtext.model_cards import speech_decoder_card
 from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
 
@@ -394,6 +395,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     )  # fmt: skip
 
     # 3. train (resuming from the last checkpoint of an interrupted run)
+    push = take_push_settings(training_args)  # the final folder is uploaded at the end, card included
     dataset = MelDataset(items, data.max_train_tokens, config.frames_per_token, config.block_size)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     done = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
@@ -447,6 +449,8 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
     (output_dir / "README.md").write_text(speech_decoder_card(metrics))
     for ckpt in output_dir.glob("checkpoint-*"):
         shutil.rmtree(ckpt, ignore_errors=True)
+    if push:
+        metrics["hub_url"] = upload_folder_to_hub(output_dir, **push)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
 

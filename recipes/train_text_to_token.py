@@ -45,6 +45,7 @@ from typing import Any
 from trl import SFTConfig
 
 from modeling_speechtext.hardware import AutoPrecisionMixin
+from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
 
 if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -428,6 +429,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     elif not training_args.completion_only_loss:
         logger.warning("completion_only_loss=False: the loss also covers the text prompt")
     training_args.max_length = max_length
+    push = take_push_settings(training_args)  # the final folder is uploaded at the end, card included
     trainer = SFTTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer
     )
@@ -481,6 +483,8 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     if not args.keep_checkpoints:
         for ckpt in output_dir.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
+    if push:  # (only the main process gets here)
+        metrics["hub_url"] = upload_folder_to_hub(output_dir, **push)
     logger.info("metrics: %s", metrics)
     return metrics
 

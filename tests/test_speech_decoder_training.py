@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,20 @@ def test_resynthesize_command(run_dir, trained, tmp_path, capsys):
     assert "codebook_size=16 does not match this decoder's codebook_size=32" in capsys.readouterr().err
     assert main([*args[:-1], str(trained[0]), str(tmp_path / "missing.wav"), str(tmp_path / "x.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_the_finished_folder(run_dir, tmp_path, monkeypatch):
+    """`push_to_hub` is honoured with the card and metrics in the folder, checkpoints left out."""
+    uploads = []
+
+    def fake_upload(folder, repo_id, **kwargs):
+        uploads.append((repo_id, sorted(p.name for p in Path(folder).iterdir())))
+        return f"https://hub/{repo_id}/commit/1"
+
+    monkeypatch.setattr(recipe, "upload_folder_to_hub", fake_upload)
+    cfg = _micro_config(eval_samples=1, push_to_hub=True, hub_model_id="me/decoder")
+    metrics = recipe.run_stage(cfg, tmp_path / "pushed", run_dir)
+    assert metrics["hub_url"] == "https://hub/me/decoder/commit/1" and len(uploads) == 1
+    repo_id, files = uploads[0]
+    assert repo_id == "me/decoder" and {"README.md", "metrics.json", "model.safetensors"} <= set(files)
+    assert not [f for f in files if f.startswith("checkpoint-")]

@@ -1,6 +1,7 @@
 """The text-to-token recipe on a fake speech_tokens dataset: loss on speech only, save/load, TTS WER, resume."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,32 @@ def test_user_training_settings_reach_the_trainer(tmp_path, monkeypatch, complet
         run_stage(config, tmp_path / "text_to_token", tmp_path)
     assert seen["args"].completion_only_loss is (True if completion_only_loss is None else False)
     assert seen["args"].max_length == 128  # clamped to the model's positions, with a warning
+
+
+def test_push_to_hub_uploads_the_finished_folder(tmp_path, monkeypatch):
+    """`push_to_hub` is honoured: the final folder (weights, card, metrics; no checkpoints) goes up, once, after
+    the recipe has written it; the Trainer's own push (before the card exists) is off."""
+    import recipes.train_text_to_token as recipe
+
+    _speech_tokens(tmp_path)
+    _speech_tokenizer(tmp_path)
+    uploads = []
+
+    def fake_upload(folder, repo_id, **kwargs):
+        uploads.append((repo_id, kwargs, sorted(p.name for p in Path(folder).iterdir())))
+        return f"https://hub/{repo_id}/commit/1"
+
+    monkeypatch.setattr(recipe, "upload_folder_to_hub", fake_upload)
+    config = {
+        "seed": 0, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+        "max_position_embeddings": 128, "max_steps": 1, "save_steps": 1, "use_cpu": True, "bf16": False,
+        "report_to": "none", "tts_eval_samples": 0, "push_to_hub": True, "hub_model_id": "me/t2t",
+    }  # fmt: skip
+    metrics = run_stage(config, tmp_path / "text_to_token", tmp_path)
+    assert metrics["hub_url"] == "https://hub/me/t2t/commit/1" and len(uploads) == 1
+    repo_id, kwargs, files = uploads[0]
+    assert repo_id == "me/t2t" and kwargs["private"] is False
+    assert {"README.md", "metrics.json", "model.safetensors", "config.json"} <= set(files)
+    assert not [f for f in files if f.startswith("checkpoint-")]
+    with pytest.raises(ValueError, match="hub_model_id"):
+        run_stage({**config, "hub_model_id": None}, tmp_path / "other", tmp_path)
