@@ -206,6 +206,21 @@ def run_environment(precision: list[PrecisionDecision] | None = None) -> dict[st
     return env
 
 
+def reset_accelerator_precision() -> None:
+    """Forget the mixed precision that an earlier training run in this process fixed.
+
+    Accelerate keeps its state process-wide, and a second `Accelerator` asking for another precision raises
+    ("AcceleratorState has already been initialized"). That happens when one process trains several stages with
+    different `bf16` settings (the pipeline, the test suite). transformers' Trainer resets the same state between
+    hyper-parameter-search trials. The distributed process group (`PartialState`) is kept.
+    """
+    try:
+        from accelerate.state import AcceleratorState
+    except ImportError:  # pragma: no cover - accelerate comes with transformers' training extras
+        return
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 @dataclass
 class AutoPrecisionMixin:
     """Put first in the bases of a `TrainingArguments` (or TRL config) subclass: `bf16` becomes `auto` by default.
@@ -232,4 +247,5 @@ __all__ = [
     "resolve_bf16",
     "take_decisions",
     "run_environment",
+    "reset_accelerator_precision",
 ]

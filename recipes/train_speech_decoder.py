@@ -42,7 +42,7 @@ from transformers import HfArgumentParser, SchedulerType, Trainer, TrainingArgum
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-from modeling_speechtext.hardware import AutoPrecisionMixin
+from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
 from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
 from modeling_speechtext.model_cards import speech_decoder_card
 from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
@@ -396,6 +396,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
 
     # 3. train (resuming from the last checkpoint of an interrupted run)
     push = take_push_settings(training_args)  # the final folder is uploaded at the end, card included
+    reset_accelerator_precision()  # an earlier run in this process may have fixed another precision
     dataset = MelDataset(items, data.max_train_tokens, config.frames_per_token, config.block_size)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     done = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None

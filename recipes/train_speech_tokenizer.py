@@ -328,7 +328,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import AutoTokenizer
 
-    from modeling_speechtext.hardware import resolve_bf16
+    from modeling_speechtext.hardware import reset_accelerator_precision, resolve_bf16
     from modeling_speechtext.speech_tokenization import build_feature_extractor
     from modeling_speechtext.speech_tokenizer_augment import FeatureAugmentation, augment_features
     from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, collate_aux, make_batches
@@ -344,6 +344,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     out_dir = paths["output_dir"]
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_bf16(args.bf16, use_cpu=not torch.cuda.is_available())
+    reset_accelerator_precision()  # an earlier run in this process may have fixed another precision
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision="bf16" if precision.bf16 else "no",

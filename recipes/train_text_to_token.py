@@ -44,7 +44,7 @@ from typing import Any
 
 from trl import SFTConfig
 
-from modeling_speechtext.hardware import AutoPrecisionMixin
+from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
 from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
 
 if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
@@ -430,6 +430,7 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
         logger.warning("completion_only_loss=False: the loss also covers the text prompt")
     training_args.max_length = max_length
     push = take_push_settings(training_args)  # the final folder is uploaded at the end, card included
+    reset_accelerator_precision()  # an earlier run in this process may have fixed another precision
     trainer = SFTTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer
     )
