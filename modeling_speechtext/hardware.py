@@ -182,8 +182,8 @@ def resolve_bf16(
             device,
         )
     logger.info("training precision: %s (%s)", decision.precision, decision.reason)
-    _decisions.append(decision)
-    del _decisions[:-32]  # bounded: a process that never asks (a recipe run alone) must not grow it
+    if len(_decisions) < 32:  # bounded for a process that never asks; the first one (the training one) is kept
+        _decisions.append(decision)
     return decision
 
 
