@@ -35,8 +35,8 @@ def load_tokens(run_dir: Path | None, seconds: float, codebook_size: int, seed: 
 
 
 def load_decoder(path: str | None):
-    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     if path and (Path(path) / "config.json").is_file():
         return SpeechDecoderModel.from_pretrained(path).eval(), path
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from modeling_speechtext.speech_decoder_evaluation import border_discontinuity, mel_l1
+    from modeling_speechtext.evaluation.speech_decoder import border_discontinuity, mel_l1
 
     decoder, source = load_decoder(args.decoder)
     run_dir = Path(args.run_dir) if args.run_dir else None

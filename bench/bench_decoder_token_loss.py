@@ -21,7 +21,7 @@ import torch
 
 def _preset_config(config_class, preset: str, stage: str, **extra):
     """`config_class` built from the preset's YAML for `stage` (keys the config does not know are skipped)."""
-    from modeling_speechtext.presets import load_preset
+    from modeling_speechtext.pipeline.presets import load_preset
 
     known = config_class().to_dict().keys()
     return config_class(**{k: v for k, v in load_preset(preset)[stage].items() if k in known}, **extra)
@@ -29,26 +29,26 @@ def _preset_config(config_class, preset: str, stage: str, **extra):
 
 def _tokenizer(path: str | None, preset: str):
     """The trained tokenizer at `path`, or a random one of the preset's size (only its cost is measured)."""
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     if path:
-        from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+        from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
         return load_speech_tokenizer(path)[0]
     return SpeechTokenizerModel(_preset_config(SpeechTokenizerConfig, preset, "speech_tokenizer")).eval()
 
 
 def _decoder(codebook_size: int, preset: str):
-    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     config = _preset_config(SpeechDecoderConfig, preset, "speech_decoder", codebook_size=codebook_size)
     return SpeechDecoderModel(config).train()
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from modeling_speechtext.speech_decoder_token_loss import TokenConsistencyLoss
+    from modeling_speechtext.training.token_consistency_loss import TokenConsistencyLoss
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default=None, help="trained speech tokenizer folder (default: random)")

@@ -30,7 +30,7 @@ def main() -> None:
 
     import logging
 
-    from modeling_speechtext.presets import load_preset
+    from modeling_speechtext.pipeline.presets import load_preset
     from recipes.train_speech_tokenizer import run_stage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -44,7 +44,11 @@ def _random_t2t(path: Path, codebook_size: int = 512) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from modeling_speechtext.text_to_token import SynthesisConfig, TextToTokenSynthesizer, build_text_to_token_model
+    from modeling_speechtext.generation.text_to_token import (
+        SynthesisConfig,
+        TextToTokenSynthesizer,
+        build_text_to_token_model,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -72,7 +76,7 @@ def bench_synthesizer(
 ) -> dict:
     import torch
 
-    from modeling_speechtext.text_to_token import TextToTokenSynthesizer
+    from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
     torch.set_num_threads(threads)
     synth = TextToTokenSynthesizer.from_pretrained(t2t, dtype=getattr(torch, dtype) if dtype else None)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modeling_speechtext.hardware import detect_hardware, resolve_bf16  # noqa: E402
-from modeling_speechtext.presets import load_preset  # noqa: E402
+from modeling_speechtext.pipeline.presets import load_preset  # noqa: E402
 
 ASR_VOCAB = 300  # the tiny world's text BPE is ~250 tokens; the size barely matters for the step time
 
@@ -40,8 +40,8 @@ def _pick(cfg: dict, cls) -> dict:
 
 
 def speech_tokenizer_step(cfg: dict, device: str):
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
     from recipes.train_speech_tokenizer import SpeechTokenizerModelArguments
 
     model_fields = _pick(cfg, SpeechTokenizerModelArguments)
@@ -61,8 +61,8 @@ def speech_tokenizer_step(cfg: dict, device: str):
 
 
 def speech_decoder_step(cfg: dict, device: str):
-    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
     from recipes.train_speech_decoder import ModelArguments
 
     config = SpeechDecoderConfig(

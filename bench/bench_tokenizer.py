@@ -60,9 +60,9 @@ def load_clips(args) -> list:
 def load_model(args, **overrides):
     import torch
 
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
-    from modeling_speechtext.speech_tokenization import build_feature_extractor, load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import build_feature_extractor, load_speech_tokenizer
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     if args.model and not overrides:
         return load_speech_tokenizer(args.model)
@@ -101,7 +101,7 @@ def bench_overhead(model, batch: int, seconds: float) -> None:
 def bench_encoding(model, fe, clips, batch_size: int) -> None:
     import torch
 
-    from modeling_speechtext.speech_tokenization import encode_waveforms
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms
 
     audio = sum(len(c) for c in clips) / 16000
 
@@ -109,7 +109,10 @@ def bench_encoding(model, fe, clips, batch_size: int) -> None:
         with torch.no_grad():
             for i in range(0, len(clips), batch_size):  # WhisperFeatureExtractor's default: pad to 30 s
                 feats = fe(
-                    clips[i : i + batch_size], sampling_rate=fe.sampling_rate, padding="max_length", truncation=True,
+                    clips[i : i + batch_size],
+                    sampling_rate=fe.sampling_rate,
+                    padding="max_length",
+                    truncation=True,
                     return_tensors="pt",
                 )
                 model.encode(feats["input_features"].to(model.dtype))
@@ -126,10 +129,10 @@ def bench_streaming(args, clips) -> None:
     import numpy as np
     import torch
 
-    from modeling_speechtext.speech_tokenization import extract_features
+    from modeling_speechtext.generation.speech_tokenization import extract_features
 
     if args.causal_model:
-        from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+        from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
         model, fe = load_speech_tokenizer(args.causal_model)
     else:
@@ -163,7 +166,7 @@ def bench_streaming(args, clips) -> None:
 def bench_training(model, fe, clips, steps: int, batch_clips: int) -> None:
     import torch
 
-    from modeling_speechtext.speech_tokenization import collate_features, extract_features
+    from modeling_speechtext.generation.speech_tokenization import collate_features, extract_features
 
     x, mask = collate_features([extract_features(fe, c) for c in clips[:batch_clips]])
     labels = torch.randint(0, model.config.asr_vocab_size, (x.shape[0], 8))

@@ -24,8 +24,8 @@ def load_decoder_and_judge(args: argparse.Namespace):
     """`(decoder, tokenizer, feature_extractor)`: the decoder under study and the tokenizer whose ASR judges it."""
     import torch
 
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     torch.set_num_threads(args.threads)
     run = Path(args.run_dir)

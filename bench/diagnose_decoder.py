@@ -34,7 +34,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from modeling_speechtext import speech_decoder_evaluation as ev
+    from modeling_speechtext.evaluation import speech_decoder as ev
     from recipes.train_speech_decoder import DataArguments, _load_splits, _waveform
 
     decoder, tokenizer, fe = load_decoder_and_judge(args)

@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
-    from modeling_speechtext import speech_decoder_evaluation as ev
+    from modeling_speechtext.evaluation import speech_decoder as ev
     from recipes.train_speech_decoder import DataArguments, _load_splits, _waveform
 
     decoder, tokenizer, fe = load_decoder_and_judge(args)

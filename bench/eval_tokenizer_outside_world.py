@@ -62,9 +62,9 @@ def gutenberg_manifest(work_dir: Path, n: int, seed: int) -> Path:
 
 def score_manifest(model, feature_extractor, manifest: Path, limit: int | None) -> dict:
     from modeling_speechtext.audio import load_audio
-    from modeling_speechtext.commands.transcribe import read_manifest
-    from modeling_speechtext.speech_tokenization import encode_waveforms
-    from modeling_speechtext.speech_tokenizer_eval import codebook_stats, word_error_rates
+    from modeling_speechtext.cli.transcribe import read_manifest
+    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats, word_error_rates
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms
 
     _, paths, refs = read_manifest(str(manifest))
     paths, refs = paths[:limit], refs[:limit]
@@ -91,8 +91,8 @@ def main() -> None:
     parser.add_argument("--output")
     args = parser.parse_args()
 
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
     from modeling_speechtext.paths import resolve_data_path
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
 
     model, feature_extractor = load_speech_tokenizer(args.tokenizer)
     manifests = {

@@ -524,7 +524,7 @@ class BuildStats:
 def _plan_documents(docs, cfg: InterleavedConfig, stats: BuildStats) -> list[tuple[str, DocumentPlan]]:
     import numpy as np
 
-    from modeling_speechtext.text_to_token import stable_seed
+    from modeling_speechtext.generation.text_to_token import stable_seed
 
     plans = []
     for doc_id, text in docs:
@@ -565,7 +565,7 @@ def _synthesize_spans(plans, synth, cfg: InterleavedConfig, stats: BuildStats) -
     """Every sentence of every speech span of the chunk in one `synthesize` call (the batching is what makes it
     fast). A runaway generation (cut by the token budget) would misrepresent its span, so that span goes back to
     text."""
-    from modeling_speechtext.text_to_token import stable_seed
+    from modeling_speechtext.generation.text_to_token import stable_seed
 
     requests = []  # (doc, segment, piece index, text)
     for p, (_, plan) in enumerate(plans):
@@ -649,7 +649,7 @@ def _build_shards(cfg_dict: dict[str, Any], shards: list[int], threads: int | No
     """Build the given shards (one worker). Runs in the main process or in a spawned `num_proc` worker."""
     import torch
 
-    from modeling_speechtext.text_to_token import TextToTokenSynthesizer
+    from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
     if threads:
         torch.set_num_threads(threads)
@@ -908,7 +908,7 @@ def finalize(cfg: InterleavedConfig, writer: ShardedParquetWriter, wall_seconds:
 
 def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Upload shards, card, stats, plot and tokenizer to a dataset repo; returns the commit URL."""
-    from modeling_speechtext.hub_upload import upload_folder_to_hub
+    from modeling_speechtext.hub.upload import upload_folder_to_hub
 
     return upload_folder_to_hub(
         folder,
@@ -951,7 +951,7 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from modeling_speechtext.commands import interleave
+    from modeling_speechtext.cli import interleave
 
     parser = argparse.ArgumentParser(
         prog="python -m dataset_builders.interleaved", description=__doc__.splitlines()[0]

@@ -75,7 +75,7 @@ def encode_split(model, feature_extractor, split, batch_size: int, max_batch_fra
     from datasets import Audio
     from tqdm.auto import tqdm
 
-    from modeling_speechtext.speech_tokenization import encode_waveforms
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms
 
     missing = [c for c in ("id", "audio", "text") if c not in split.column_names]
     if missing:
@@ -102,7 +102,7 @@ def encode_split(model, feature_extractor, split, batch_size: int, max_batch_fra
 
 
 def split_stats(rows: dict[str, list], encode_seconds: float, codebook_size: int) -> dict[str, Any]:
-    from modeling_speechtext.speech_tokenizer_eval import codebook_stats
+    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats
 
     audio = sum(rows["duration"])
     stats = codebook_stats(rows["speech_ids"], codebook_size)
@@ -121,7 +121,7 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
     import torch
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
     unknown = sorted(set(config) - _STAGE_KEYS)
     if unknown:

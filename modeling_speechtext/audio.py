@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .constants import SAMPLE_RATE
+from modeling_speechtext.constants import SAMPLE_RATE
 
 MIN_SAMPLE_RATE = 1_000
 """Below this no speech survives (telephone audio is 8 kHz); a smaller "rate" is usually a duration or a typo."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import AUDIO_TOKEN_TEMPLATE, BEGIN_OF_AUDIO, END_OF_AUDIO
+from modeling_speechtext.constants import AUDIO_TOKEN_TEMPLATE, BEGIN_OF_AUDIO, END_OF_AUDIO
 
 
 def speech_token_strings(codebook_size: int) -> list[str]:

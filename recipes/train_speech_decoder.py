@@ -41,11 +41,11 @@ import torch
 from transformers import HfArgumentParser, SchedulerType, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
 from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
-from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
-from modeling_speechtext.model_cards import speech_decoder_card
-from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+from modeling_speechtext.hub.model_cards import speech_decoder_card
+from modeling_speechtext.hub.upload import take_push_settings, upload_folder_to_hub
+from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class DecoderTrainingArguments(AutoPrecisionMixin, TrainingArguments):
     token_loss_weight: float = field(
         default=0.0,
         metadata={
-            "help": "> 0 adds the token-consistency loss (modeling_speechtext/speech_decoder_token_loss.py): "
+            "help": "> 0 adds the token-consistency loss (modeling_speechtext/training/token_consistency_loss.py): "
             "cross-entropy of the input tokens when the frozen speech tokenizer reads the decoded mel"
         },
     )
@@ -212,8 +212,8 @@ def _mel_items(model: SpeechDecoderModel, rows: list[dict], audio_split, voice_n
 
 def _token_loss(model: SpeechDecoderModel, items: list[dict], audio_split, tokenizer_dir: Path, args, seed: int):
     """The frozen tokenizer and the decoder-mel -> tokenizer-feature map, fitted on some training utterances."""
-    from modeling_speechtext.speech_decoder_token_loss import TokenConsistencyLoss, fit_mel_bridge
-    from modeling_speechtext.speech_tokenization import extract_features, load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import extract_features, load_speech_tokenizer
+    from modeling_speechtext.training.token_consistency_loss import TokenConsistencyLoss, fit_mel_bridge
 
     tokenizer, feature_extractor = load_speech_tokenizer(tokenizer_dir)
     picked = random.Random(seed).sample(items, min(len(items), args.token_loss_bridge_samples))
@@ -260,14 +260,14 @@ class DecoderTrainer(Trainer):
 
 def evaluate(model: SpeechDecoderModel, splits, data: DataArguments, output_dir: Path, seed: int) -> dict:
     """Mel L1 / MCD, resynthesis WER next to original-audio WER, streaming vs offline, and the mel plot."""
-    from modeling_speechtext import speech_decoder_evaluation as ev
+    from modeling_speechtext.evaluation import speech_decoder as ev
 
     model.eval()
     metrics: dict = {}
     tokenizer_dir = Path(data.speech_tokenizer_dir or Path(data.run_dir) / "speech_tokenizer")
     tokenizer = fe = None
     if (tokenizer_dir / "config.json").is_file():
-        from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+        from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
         tokenizer, fe = load_speech_tokenizer(tokenizer_dir)
         if tokenizer.config.asr_vocab is None:
@@ -319,7 +319,7 @@ def evaluate(model: SpeechDecoderModel, splits, data: DataArguments, output_dir:
 
 def _streaming_check(model: SpeechDecoderModel, splits, seed: int) -> dict:
     """Streamed vs offline decode of the longest validation utterance (mel difference, border smoothness)."""
-    from modeling_speechtext import speech_decoder_evaluation as ev
+    from modeling_speechtext.evaluation import speech_decoder as ev
 
     rows = splits.get("validation", ([], None))[0]
     if not rows:
@@ -342,7 +342,7 @@ def _streaming_check(model: SpeechDecoderModel, splits, seed: int) -> dict:
 
 
 def main(data: DataArguments, model_args: ModelArguments, training_args: DecoderTrainingArguments) -> dict:
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
 
     start = time.perf_counter()
     output_dir = Path(training_args.output_dir)
@@ -486,7 +486,7 @@ def cli(argv: list[str] | None = None) -> dict:
     """`--config file.yaml` supplies defaults; every other flag overrides them."""
     import argparse
 
-    from modeling_speechtext.presets import load_yaml
+    from modeling_speechtext.pipeline.presets import load_yaml
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")

@@ -133,7 +133,7 @@ class SpeechTokenizerTrainingArguments:
     keep_feature_cache: bool = field(default=False, metadata={"help": "keep <output_dir>/cache after training"})
     num_threads: int | None = None
     resume: bool = True
-    # Feature augmentation for unseen voices (modeling_speechtext/speech_tokenizer_augment.py); off by default.
+    # Feature augmentation for unseen voices (modeling_speechtext/training/speech_augment.py); off by default.
     mel_warp: float = field(default=0.0, metadata={"help": "random mel-axis warp in [1 - x, 1 + x] per clip"})
     freq_masks: int = 0
     freq_mask_width: int = 0
@@ -171,8 +171,8 @@ def resolve_paths(script: ScriptArguments) -> dict[str, Path]:
 
 
 def build_model(model_args: SpeechTokenizerModelArguments, tokenizer):
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     fields_ = {k: v for k, v in asdict(model_args).items() if k != "init_from_whisper"}
     config = SpeechTokenizerConfig(**fields_, asr_vocab_size=len(tokenizer))
@@ -246,7 +246,7 @@ def save_checkpoint(model, optimizer, scheduler, state: dict, output_dir: Path, 
 def load_checkpoint(ckpt: Path):
     import torch
 
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     model = SpeechTokenizerModel.from_pretrained(ckpt)
     model.freeze_positional_embeddings()
@@ -269,11 +269,7 @@ class Data:
 def prepare_data(paths, feature_extractor, tokenizer, args, accelerator, config) -> Data:
     from datasets import load_from_disk
 
-    from modeling_speechtext.speech_tokenizer_data import (
-        encode_char_labels,
-        encode_labels,
-        load_or_compute_features,
-    )
+    from modeling_speechtext.data.speech_features import encode_char_labels, encode_labels, load_or_compute_features
 
     corpus = load_from_disk(str(paths["dataset"]))
     for split in ("train", "validation"):
@@ -306,7 +302,7 @@ def init_codebook(model, data: Data, args, step_seed: int) -> int:
     """Fill the codebook from real pooled encoder outputs (k-means), the cure for VQ collapse."""
     import torch
 
-    from modeling_speechtext.speech_tokenizer_data import collate, make_batches
+    from modeling_speechtext.data.speech_features import collate, make_batches
 
     vectors = []
     batches = make_batches(data.train.lengths, args.max_batch_frames, args.max_batch_size, seed=step_seed)
@@ -328,10 +324,10 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import AutoTokenizer
 
+    from modeling_speechtext.data.speech_features import LABEL_MODES, collate, collate_aux, make_batches
+    from modeling_speechtext.generation.speech_tokenization import build_feature_extractor
     from modeling_speechtext.hardware import reset_accelerator_precision, resolve_bf16
-    from modeling_speechtext.speech_tokenization import build_feature_extractor
-    from modeling_speechtext.speech_tokenizer_augment import FeatureAugmentation, augment_features
-    from modeling_speechtext.speech_tokenizer_data import LABEL_MODES, collate, collate_aux, make_batches
+    from modeling_speechtext.training.speech_augment import FeatureAugmentation, augment_features
 
     if args.label_text not in LABEL_MODES:
         raise ValueError(f"label_text must be one of {LABEL_MODES}, got {args.label_text!r}")
@@ -456,7 +452,7 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
 
 
 def quick_eval(model, validation, args, step: int) -> dict:
-    from modeling_speechtext.speech_tokenizer_eval import evaluate_speech_tokenizer
+    from modeling_speechtext.evaluation.speech_tokenizer import evaluate_speech_tokenizer
 
     result, _, _ = evaluate_speech_tokenizer(model, validation, args.max_batch_frames * 2, args.max_batch_size * 2)
     row = {
@@ -471,9 +467,9 @@ def finish(model, feature_extractor, tokenizer, data, paths, state, args, train_
     """Save the final folder, evaluate every split (through the tokens), write metrics.json and the plots."""
     from datasets import load_from_disk
 
-    from modeling_speechtext.model_cards import speech_tokenizer_card
-    from modeling_speechtext.speech_tokenizer_data import load_or_compute_features
-    from modeling_speechtext.speech_tokenizer_eval import evaluate_speech_tokenizer
+    from modeling_speechtext.data.speech_features import load_or_compute_features
+    from modeling_speechtext.evaluation.speech_tokenizer import evaluate_speech_tokenizer
+    from modeling_speechtext.hub.model_cards import speech_tokenizer_card
 
     out_dir = paths["output_dir"]
     model.eval()

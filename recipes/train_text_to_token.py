@@ -45,7 +45,7 @@ from typing import Any
 from trl import SFTConfig
 
 from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
-from modeling_speechtext.hub_upload import take_push_settings, upload_folder_to_hub
+from modeling_speechtext.hub.upload import take_push_settings, upload_folder_to_hub
 
 if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -164,7 +164,7 @@ def tokenize_pairs(dataset, tokenizer, vocab, max_length: int | None = None, voi
     Rows with empty text or no speech tokens are dropped (they teach nothing); so are rows longer than
     `max_length` (truncation would cut `<|end_of_audio|>` and teach the model never to stop).
     """
-    from modeling_speechtext.text_to_token import format_prompt
+    from modeling_speechtext.generation.text_to_token import format_prompt
 
     def encode(batch):
         texts = [t if isinstance(t, str) else "" for t in batch["text"]]
@@ -207,8 +207,8 @@ def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
 
 def _tune(synth, transcribe, texts: list[str], candidates: dict, seed: int) -> dict:
     """TTS WER of each candidate setting (name -> synthesis overrides) on tuning sentences."""
+    from modeling_speechtext.generation.text_to_token import tts_wer
     from modeling_speechtext.text_normalization import normalize_text
-    from modeling_speechtext.text_to_token import tts_wer
 
     return {
         name: tts_wer(transcribe, texts, synth.synthesize(texts, seed=seed, **settings), normalize=normalize_text)[
@@ -280,9 +280,9 @@ def evaluate_tts(
     With a temperature `grid`, the temperature is chosen on *other* held-out sentences (the next `n`), so the
     reported TTS WER is not tuned on the sentences it is measured on.
     """
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.generation.text_to_token import tts_wer
     from modeling_speechtext.text_normalization import normalize_text
-    from modeling_speechtext.text_to_token import tts_wer
 
     texts, real = _eval_sentences(rows, 2 * n if grid or synth.voices else n)
     tokenizer, _ = load_speech_tokenizer(speech_tokenizer_dir)
@@ -365,14 +365,14 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    from modeling_speechtext.model_cards import text_to_token_card
-    from modeling_speechtext.text_to_token import (
+    from modeling_speechtext.generation.text_to_token import (
         SynthesisConfig,
         TextToTokenSynthesizer,
         add_voice_tokens,
         build_text_to_token_model,
         load_text_to_token_model,
     )
+    from modeling_speechtext.hub.model_cards import text_to_token_card
 
     start = time.perf_counter()
     if args.num_threads:

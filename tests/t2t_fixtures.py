@@ -31,7 +31,7 @@ def tiny_t2t(codebook_size: int = 32, seed: int = 0, voices: list[str] | None = 
     """A random tiny text-to-token synthesizer (hidden 32, 2 layers); with `voices`, voice-conditioned."""
     import torch
 
-    from modeling_speechtext.text_to_token import (
+    from modeling_speechtext.generation.text_to_token import (
         SynthesisConfig,
         TextToTokenSynthesizer,
         add_voice_tokens,

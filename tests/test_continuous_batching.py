@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from modeling_speechtext.continuous_batching import continuous_generate
+from modeling_speechtext.generation.continuous_batching import continuous_generate
 
 STOP, PAD = 3, 0
 

@@ -144,7 +144,7 @@ def test_merge_and_assemble():
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
 def test_presets_parse(preset):
     from dataset_builders.interleaved import InterleavedConfig
-    from modeling_speechtext.presets import load_preset
+    from modeling_speechtext.pipeline.presets import load_preset
 
     cfg = load_preset(preset)["interleaved"]
     parsed = InterleavedConfig.from_dict({"source": "x", "t2t": "y", "output_dir": "z", **cfg})
@@ -157,8 +157,8 @@ def test_cli_interleave_arguments(tmp_path, capsys):
     import subprocess
     import sys
 
-    from modeling_speechtext.cli import build_parser, main
-    from modeling_speechtext.commands.interleave import config_from_args
+    from modeling_speechtext.cli.interleave import config_from_args
+    from modeling_speechtext.cli.main import build_parser, main
 
     (tmp_path / "cfg.yaml").write_text("eta: 0.25\nspan_length: {mean: 3}\ndocuments_per_shard: 7\n")
     args = build_parser().parse_args(
@@ -171,7 +171,7 @@ def test_cli_interleave_arguments(tmp_path, capsys):
     assert main(["interleave", "--t2t", "m"]) == 2
     assert "missing --text, --output_dir" in capsys.readouterr().err
     # the command module imports neither torch nor datasets at start-up (they load inside `run`)
-    code = "import sys, modeling_speechtext.commands.interleave; print('torch' in sys.modules or 'datasets' in sys.modules)"
+    code = "import sys, modeling_speechtext.cli.interleave; print('torch' in sys.modules or 'datasets' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel, block_attention_mask
-from modeling_speechtext.vocoder import GriffinLimVocoder, LogMelSpectrogram, StreamingVocoder
+from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel, block_attention_mask
+from modeling_speechtext.models.speech_decoder.vocoder import GriffinLimVocoder, LogMelSpectrogram, StreamingVocoder
 
 TINY = dict(
     codebook_size=64, hidden_size=32, encoder_layers=1, estimator_layers=2, num_attention_heads=2,

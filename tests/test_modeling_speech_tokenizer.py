@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-from modeling_speechtext.modeling_speech_tokenizer import PAD_TOKEN_ID, SpeechTokenizerModel
-from modeling_speechtext.speech_tokenization import (
+from modeling_speechtext.generation.speech_tokenization import (
     build_feature_extractor,
     collate_features,
     encode_waveforms,
     extract_features,
     length_buckets,
 )
+from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import PAD_TOKEN_ID, SpeechTokenizerModel
 
 TINY = dict(
     d_model=32,
@@ -131,7 +131,7 @@ def test_forward_shapes_losses_and_gradients():
 
 
 def test_character_aux_ctc_targets_and_errors():
-    from modeling_speechtext.speech_tokenizer_data import collate_aux, encode_char_labels
+    from modeling_speechtext.data.speech_features import collate_aux, encode_char_labels
 
     model = tiny_model(aux_ctc_weight=0.5, aux_ctc_units="chars").train()
     assert model.aux_ctc_head.out_features == len(model.config.aux_char_vocab) + 1  # letters + blank
@@ -144,7 +144,9 @@ def test_character_aux_ctc_targets_and_errors():
     aux = collate_aux([0, 1], chars)
     assert aux.shape == (2, len(chars[0])) and (aux[1, len(chars[1]) :] == -100).all()
     out = model(feats, mask, labels=labels, aux_labels=aux)
-    assert out.loss.item() == pytest.approx((out.ctc_loss + out.commitment_loss + 0.5 * out.aux_ctc_loss).item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(
+        (out.ctc_loss + out.commitment_loss + 0.5 * out.aux_ctc_loss).item(), rel=1e-5
+    )
     out.loss.backward()
     assert model.aux_ctc_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs aux_labels"):
@@ -476,7 +478,9 @@ def test_pooling_kernel_sets_the_token_rate(kernel, rate):
 
 def test_feature_extractor_refuses_audio_at_another_rate():
     """transformers' own rate check must see the caller's rate: the extractor does not fill in its own."""
-    from modeling_speechtext.feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
 
     fe = SpeechTokenizerFeatureExtractor(feature_size=80, sampling_rate=16000)
     wave = np.zeros(8000, dtype=np.float32)

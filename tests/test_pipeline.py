@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from modeling_speechtext import pipeline as pl
-from modeling_speechtext.cli import main as cli_main
-from modeling_speechtext.presets import list_presets, load_preset, parse_overrides
+from modeling_speechtext.cli.main import main as cli_main
+from modeling_speechtext.pipeline import runner as pl
+from modeling_speechtext.pipeline.presets import list_presets, load_preset, parse_overrides
 
 CALLS: list[str] = []
 

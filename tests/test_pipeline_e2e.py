@@ -12,7 +12,7 @@ import time
 import pytest
 
 from modeling_speechtext.paths import shared_data_dir
-from modeling_speechtext.presets import load_preset
+from modeling_speechtext.pipeline.presets import load_preset
 
 pytestmark = [
     pytest.mark.slow,
@@ -22,7 +22,16 @@ pytestmark = [
 
 def _run(out):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "modeling_speechtext.cli", "pipeline", "--preset", "micro", "--output_dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modeling_speechtext.cli.main",
+        "pipeline",
+        "--preset",
+        "micro",
+        "--output_dir",
+        str(out),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

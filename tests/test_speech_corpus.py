@@ -10,7 +10,7 @@ import yaml
 
 from dataset_builders import speech_corpus as sc
 from dataset_builders.tts_engines import EspeakEngine, missing_voices, parse_voice, speaker_of
-from modeling_speechtext.presets import CONFIG_ROOT
+from modeling_speechtext.pipeline.presets import CONFIG_ROOT
 
 NAMES = ["Mary", "John", "Sandra", "Daniel"]
 PLACES = ["kitchen", "garden", "office", "bedroom", "hallway"]

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
-from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
-from modeling_speechtext.speech_decoder_token_loss import TokenConsistencyLoss, fit_mel_bridge
+from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
+from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
+from modeling_speechtext.training.token_consistency_loss import TokenConsistencyLoss, fit_mel_bridge
 
 
 def _tokenizer(**overrides) -> SpeechTokenizerModel:

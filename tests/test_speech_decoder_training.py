@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_speechtext.presets import load_preset
+from modeling_speechtext.pipeline.presets import load_preset
 from recipes import train_speech_decoder as recipe
 
 VOICES = ["espeak:a", "flite:b"]
@@ -39,9 +39,9 @@ def run_dir(tmp_path_factory):
     """speech_corpus + speech_tokens + speech_tokenizer folders as the earlier stages write them (tiny, fake)."""
     from datasets import Audio, Dataset, DatasetDict
 
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
-    from modeling_speechtext.speech_tokenization import build_feature_extractor
+    from modeling_speechtext.generation.speech_tokenization import build_feature_extractor
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
@@ -163,7 +163,7 @@ def test_token_consistency_loss_is_trained_and_reported(run_dir, tmp_path):
 
 
 def test_fine_tune_from_a_trained_decoder(run_dir, trained, tmp_path):
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     out, _ = trained
     start = SpeechDecoderModel.from_pretrained(out)
@@ -194,8 +194,8 @@ def test_bad_configs_fail_clearly(run_dir, tmp_path):
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
 def test_presets_parse_and_build_on_meta(preset):
     """Every preset is a valid set of arguments; the paper one builds at its published-like size."""
-    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     config = {**load_preset(preset)["speech_decoder"], "output_dir": "unused", "use_cpu": True}
     data, model_args, training_args = recipe.make_parser().parse_dict(config)
@@ -214,7 +214,7 @@ def test_presets_parse_and_build_on_meta(preset):
 def test_resynthesize_command(run_dir, trained, tmp_path, capsys):
     import soundfile as sf
 
-    from modeling_speechtext.cli import main
+    from modeling_speechtext.cli.main import main
 
     sf.write(str(tmp_path / "in.wav"), _signal(1.3, 110), 16000)
     args = ["resynthesize", "--tokenizer", str(run_dir / "speech_tokenizer"), "--decoder", str(trained[0])]
@@ -226,8 +226,8 @@ def test_resynthesize_command(run_dir, trained, tmp_path, capsys):
     assert "first audio after" in capsys.readouterr().out
     assert sf.read(str(tmp_path / "streamed.wav"))[0].shape == audio.shape
     # a decoder trained on another tokenizer's codebook is refused with one clear line
-    from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     small = dict(hidden_size=32, encoder_layers=1, estimator_layers=1, num_attention_heads=2, intermediate_size=32)
     SpeechDecoderModel(SpeechDecoderConfig(codebook_size=32, **small)).save_pretrained(tmp_path / "other_decoder")

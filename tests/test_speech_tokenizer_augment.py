@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from modeling_speechtext.speech_tokenizer_augment import FeatureAugmentation, augment_features, warp_mel
+from modeling_speechtext.training.speech_augment import FeatureAugmentation, augment_features, warp_mel
 
 
 def _batch():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_speechtext.presets import load_preset
+from modeling_speechtext.pipeline.presets import load_preset
 
 WORDS = ["Mary", "John", "went", "to", "the", "kitchen", "garden", "office"]
 SR = 16000
@@ -143,7 +143,7 @@ def test_training_learns_and_codebook_does_not_collapse(trained):
 def test_trained_folder_is_self_contained(trained, run_dir):
     from transformers import AutoTokenizer
 
-    from modeling_speechtext.speech_tokenization import encode_waveforms, load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms, load_speech_tokenizer
 
     out, metrics = trained
     card = (out / "README.md").read_text()  # the model card carries the measured numbers
@@ -158,7 +158,7 @@ def test_trained_folder_is_self_contained(trained, run_dir):
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(run_dir, tmp_path, monkeypatch):
     import recipes.train_speech_tokenizer as recipe
-    from modeling_speechtext.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
     # with feature augmentation on: its random draws must also continue exactly where they stopped
     cfg = dict(SHORT, mel_warp=0.1, freq_masks=1, freq_mask_width=8, time_masks=1, time_mask_width=10)
@@ -209,8 +209,8 @@ def test_presets_parse(preset):
 def test_paper_preset_builds_on_meta_with_published_sizes():
     from dataclasses import asdict
 
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
     from recipes.train_speech_tokenizer import parse_config
 
     _, model_args, _ = parse_config(load_preset("paper")["speech_tokenizer"])
@@ -259,7 +259,7 @@ def test_speech_tokens_stage(trained, run_dir, tmp_path):
 def test_transcribe_command_with_manifest(trained, tmp_path, capsys):
     import soundfile as sf
 
-    from modeling_speechtext.cli import main
+    from modeling_speechtext.cli.main import main
 
     out, _ = trained
     rng = np.random.default_rng(9)

@@ -7,7 +7,7 @@ import pytest
 
 from dataset_builders import text_corpus as tc
 from modeling_speechtext.paths import shared_data_dir
-from modeling_speechtext.presets import load_preset
+from modeling_speechtext.pipeline.presets import load_preset
 from modeling_speechtext.text_normalization import normalize_text, words
 
 needs_data = pytest.mark.skipif(shared_data_dir() is None, reason="needs the offline data (../shared/data)")

@@ -1,7 +1,12 @@
 import pytest
 from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
-from modeling_speechtext.text_to_token import SynthesisConfig, TextToTokenSynthesizer, format_prompt, tts_wer
+from modeling_speechtext.generation.text_to_token import (
+    SynthesisConfig,
+    TextToTokenSynthesizer,
+    format_prompt,
+    tts_wer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ def test_prompt_format_and_tts_wer():
 def test_row_budget_stops_each_row_at_its_own_budget():
     import torch
 
-    from modeling_speechtext.text_to_token import _row_budget_criterion
+    from modeling_speechtext.generation.text_to_token import _row_budget_criterion
 
     def batch(n_new):  # prompt of 2 tokens; rows 0-2 closed with <|end_of_audio|> (id 9) after 2 speech tokens
         rows = [[1, 1] + [5, 5, 9] + [0] * (n_new - 3) for _ in range(3)] + [[1, 1] + [5] * n_new]
@@ -110,7 +115,7 @@ def test_beam_search_is_deterministic_batch_independent_and_bounded(synth):
 
 
 def test_voice_conditioning(tmp_path):
-    from modeling_speechtext.text_to_token import add_voice_tokens, tokenizer_voices, voice_token
+    from modeling_speechtext.generation.text_to_token import add_voice_tokens, tokenizer_voices, voice_token
 
     synth = tiny_t2t(voices=["flite:rms", "espeak:en+f2"])
     assert synth.voices == ["espeak:en+f2", "flite:rms"] and synth.config.voice == "espeak:en+f2"
@@ -153,7 +158,7 @@ def test_continuous_batching_gives_the_tokens_of_generate_batches(synth):
 def test_minimum_bayes_risk_returns_the_consensus_candidate(synth):
     from rapidfuzz.distance import Levenshtein
 
-    from modeling_speechtext.text_to_token import stable_seed
+    from modeling_speechtext.generation.text_to_token import stable_seed
 
     texts = SENTENCES
     out = synth.synthesize(texts, do_sample=False, mbr_samples=4, mbr_temperature=1.5, return_dict=True)

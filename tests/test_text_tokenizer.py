@@ -7,7 +7,7 @@ import pytest
 
 from dataset_builders import text_tokenizer as tt
 from modeling_speechtext.paths import shared_data_dir
-from modeling_speechtext.presets import load_preset
+from modeling_speechtext.pipeline.presets import load_preset
 
 TEXTS = [
     "Mary moved to the bathroom.\nJohn went to the hallway.\nWhere is Mary? bathroom.",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from t2t_fixtures import SENTENCES, tiny_t2t, tiny_text_tokenizer
 
-from modeling_speechtext.text_to_token import TextToTokenSynthesizer
+from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 from modeling_speechtext.vocab import add_speech_tokens
 from recipes.train_text_to_token import choose_temperature, run_stage, tokenize_pairs, tokens_per_char_guard
 
@@ -40,9 +40,9 @@ def _speech_tokens(root, voices=("v",)):
 def _speech_tokenizer(root):
     import torch
 
-    from modeling_speechtext.configuration_speech_tokenizer import SpeechTokenizerConfig
-    from modeling_speechtext.modeling_speech_tokenizer import SpeechTokenizerModel
-    from modeling_speechtext.speech_tokenization import build_feature_extractor
+    from modeling_speechtext.generation.speech_tokenization import build_feature_extractor
+    from modeling_speechtext.models.speech_tokenizer.configuration_speech_tokenizer import SpeechTokenizerConfig
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     tok = tiny_text_tokenizer()
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_voice_conditioned_stage_picks_a_voice_on_tuning_sentences(tmp_path):
 
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
 def test_presets_parse(preset, tmp_path):
-    from modeling_speechtext.presets import load_preset
+    from modeling_speechtext.pipeline.presets import load_preset
     from recipes.train_text_to_token import _parser
 
     cfg = load_preset(preset)["text_to_token"]
@@ -192,7 +192,7 @@ def test_micro_stages_through_the_pipeline(tmp_path):
     """text_to_token then interleaved, as `speechtext pipeline --preset micro` runs them, on fake upstream folders."""
     from datasets import Dataset, DatasetDict
 
-    from modeling_speechtext.pipeline import run_pipeline
+    from modeling_speechtext.pipeline.runner import run_pipeline
 
     _speech_tokens(tmp_path)
     _speech_tokenizer(tmp_path)
@@ -242,7 +242,7 @@ def test_stage_starts_from_a_pretrained_model_and_rejects_the_wrong_kind(tmp_pat
     """`model_name_or_path`: train a saved model further (its tokenizer, its size), not a fresh one."""
     import torch
 
-    from modeling_speechtext.text_to_token import load_text_to_token_model
+    from modeling_speechtext.generation.text_to_token import load_text_to_token_model
 
     _speech_tokens(tmp_path)
     _speech_tokenizer(tmp_path)
@@ -271,7 +271,7 @@ def test_a_plain_text_lm_gets_the_speech_vocabulary_and_a_pad_token(tmp_path):
     text-to-token model: speech rows added, padding on eos, generation ending at <|end_of_audio|>."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from modeling_speechtext.text_to_token import load_text_to_token_model
+    from modeling_speechtext.generation.text_to_token import load_text_to_token_model
 
     tok = tiny_text_tokenizer()
     tok.pad_token = None

@@ -9,8 +9,15 @@ from modeling_speechtext.vocab import SpeechVocab, add_speech_tokens, check_mode
 def _tiny_lm(vocab_size):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=32, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(cfg)
 
 

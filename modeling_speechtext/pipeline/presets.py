@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "recipes" / "configs"
+from modeling_speechtext.paths import PROJECT_ROOT
+
+CONFIG_ROOT = PROJECT_ROOT / "recipes" / "configs"
 
 
 def list_presets() -> list[str]:

@@ -43,7 +43,7 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     """Corpus WER on the project's scoring normalisation (`text_normalization.normalize_text`)."""
     import jiwer
 
-    from .text_normalization import normalize_text
+    from modeling_speechtext.text_normalization import normalize_text
 
     pairs = [(normalize_text(r), normalize_text(h)) for r, h in zip(references, hypotheses)]
     pairs = [(r, h) for r, h in pairs if r]
@@ -54,7 +54,7 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
 
 def transcribe_waveforms(tokenizer, feature_extractor, waveforms: list, batch_size: int = 16) -> list[str]:
     """The speech tokenizer's ASR on waveforms: tokenise, then transcribe the tokens."""
-    from .speech_tokenization import encode_waveforms
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms
 
     waves = [w.numpy() if isinstance(w, torch.Tensor) else w for w in waveforms]
     return tokenizer.transcribe_tokens(encode_waveforms(tokenizer, feature_extractor, waves, batch_size))

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from .speech_tokenizer_data import FeatureSet, collate, make_batches
-from .text_normalization import normalize_text
+from modeling_speechtext.data.speech_features import FeatureSet, collate, make_batches
+from modeling_speechtext.text_normalization import normalize_text
 
 
 def word_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .text_normalization import clean_text, normalize_text
+from modeling_speechtext.text_normalization import clean_text, normalize_text
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def compute_features(split, feature_extractor, max_clips: int | None = None, des
     """Decode every clip of a `speech_corpus` split (16 kHz `audio` column) and compute its log-mel once."""
     from datasets import Audio
 
-    from .speech_tokenization import _check_waveform, extract_features
+    from modeling_speechtext.generation.speech_tokenization import _check_waveform, extract_features
 
     if "audio" not in split.column_names or "text" not in split.column_names:
         raise ValueError(f"speech corpus split needs columns audio and text, has {split.column_names}")
@@ -187,7 +187,7 @@ def make_batches(
 
 def collate(fs: FeatureSet, batch: list[int], labels: list[list[int]] | None = None):
     """Indices -> (`input_features [B, n_mels, T]`, `attention_mask [B, T]`, `labels [B, L]` padded with -100)."""
-    from .speech_tokenization import collate_features
+    from modeling_speechtext.generation.speech_tokenization import collate_features
 
     feats, mask = collate_features([fs.frames(i) for i in batch])
     if labels is None:

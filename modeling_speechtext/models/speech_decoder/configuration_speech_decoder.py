@@ -87,7 +87,7 @@ class SpeechDecoderConfig(PreTrainedConfig):
         default_voice (`str`, *optional*):
             Voice used when `decode` is not told one (the target voice).
         vocoder_type (`str`, *optional*, defaults to `"griffin_lim"`):
-            Registered vocoder (`modeling_speechtext.vocoder.VOCODERS`); `SpeechDecoderModel.set_vocoder` swaps
+            Registered vocoder (`vocoder.VOCODERS`); `SpeechDecoderModel.set_vocoder` swaps
             in any other (e.g. a neural one).
         griffin_lim_iters (`int`, *optional*, defaults to 32):
             Griffin-Lim iterations.
@@ -108,8 +108,8 @@ class SpeechDecoderConfig(PreTrainedConfig):
 
     Example:
     ```python
-    >>> from modeling_speechtext.configuration_speech_decoder import SpeechDecoderConfig
-    >>> from modeling_speechtext.modeling_speech_decoder import SpeechDecoderModel
+    >>> from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
+    >>> from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
     >>> model = SpeechDecoderModel(SpeechDecoderConfig(codebook_size=512, hidden_size=64))
     >>> audio = model.decode([1, 2, 3, 4, 5])  # 5 tokens -> 0.4 s at 16 kHz
     ```"""

@@ -20,8 +20,10 @@ MIN_SAMPLES = 400
 
 def load_speech_tokenizer(path: str | os.PathLike, device: str | torch.device = "cpu", dtype=torch.float32):
     """A saved tokenizer folder -> `(SpeechTokenizerModel in eval mode, WhisperFeatureExtractor)`."""
-    from .feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
-    from .modeling_speech_tokenizer import SpeechTokenizerModel
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -40,7 +42,9 @@ def load_speech_tokenizer(path: str | os.PathLike, device: str | torch.device = 
 
 def build_feature_extractor(config):
     """The feature extractor (a configured `WhisperFeatureExtractor`) matching a `SpeechTokenizerConfig`."""
-    from .feature_extraction_speech_tokenizer import SpeechTokenizerFeatureExtractor
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
 
     return SpeechTokenizerFeatureExtractor(
         feature_size=config.num_mel_bins, sampling_rate=config.sampling_rate, hop_length=config.hop_length

@@ -310,7 +310,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
 
     Example:
     ```python
-    >>> from modeling_speechtext.speech_tokenization import load_speech_tokenizer, encode_waveforms
+    >>> from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer, encode_waveforms
     >>> model, feature_extractor = load_speech_tokenizer("runs/demo/speech_tokenizer")
     >>> ids = encode_waveforms(model, feature_extractor, [waveform_16khz])
     >>> model.transcribe_tokens(ids)

@@ -1,6 +1,6 @@
 """`speechtext` console script.
 
-Each subcommand lives in `modeling_speechtext/commands/<name>.py` with `add_arguments(parser)` and
+Each subcommand lives in `modeling_speechtext/cli/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`; those modules import torch/transformers only inside `run`, so `speechtext --help`
 stays instant (transformers alone takes ~5 s to import).
 """
@@ -14,10 +14,10 @@ import sys
 
 # name -> (module, one-line help). Later stages register their commands here.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "pipeline": ("modeling_speechtext.commands.pipeline", "run the stages of a preset end to end (resumable)"),
-    "transcribe": ("modeling_speechtext.commands.transcribe", "audio -> speech tokens -> text"),
-    "resynthesize": ("modeling_speechtext.commands.resynthesize", "audio -> speech tokens -> decoder -> audio"),
-    "interleave": ("modeling_speechtext.commands.interleave", "text -> interleaved speech-text data with a T2T model"),
+    "pipeline": ("modeling_speechtext.cli.pipeline", "run the stages of a preset end to end (resumable)"),
+    "transcribe": ("modeling_speechtext.cli.transcribe", "audio -> speech tokens -> text"),
+    "resynthesize": ("modeling_speechtext.cli.resynthesize", "audio -> speech tokens -> decoder -> audio"),
+    "interleave": ("modeling_speechtext.cli.interleave", "text -> interleaved speech-text data with a T2T model"),
 }
 
 

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .constants import BEGIN_OF_AUDIO
-from .vocab import SpeechVocab, add_speech_tokens, check_model_vocab
+from modeling_speechtext.constants import BEGIN_OF_AUDIO
+from modeling_speechtext.vocab import SpeechVocab, add_speech_tokens, check_model_vocab
 
 SYNTHESIS_CONFIG_NAME = "synthesis_config.json"
 
@@ -487,7 +487,7 @@ class TextToTokenSynthesizer:
         rule = _SpeechRule(self.vocab, self.model.get_input_embeddings().num_embeddings, config)
         generators = [torch.Generator().manual_seed(int(seeds[i])) for i in order] if config.do_sample else None
         if config.continuous_batching and config.num_beams == 1:
-            from .continuous_batching import continuous_generate
+            from modeling_speechtext.generation.continuous_batching import continuous_generate
 
             with tqdm(total=len(order), disable=not progress, desc="synthesize", unit="text") as bar:
                 new = continuous_generate(

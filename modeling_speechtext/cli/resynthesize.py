@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
-    from ..audio import load_audio
-    from ..modeling_speech_decoder import SpeechDecoderModel
-    from ..speech_tokenization import encode_waveforms, load_speech_tokenizer
+    from modeling_speechtext.audio import load_audio
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms, load_speech_tokenizer
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
     decoder_dir = Path(args.decoder)
     if not (decoder_dir / "config.json").is_file():

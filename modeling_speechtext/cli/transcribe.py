@@ -51,9 +51,9 @@ def read_manifest(path: str) -> tuple[list[str], list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..audio import load_audio
-    from ..speech_tokenization import encode_waveforms, load_speech_tokenizer
-    from ..speech_tokenizer_eval import codebook_stats, word_error_rates
+    from modeling_speechtext.audio import load_audio
+    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats, word_error_rates
+    from modeling_speechtext.generation.speech_tokenization import encode_waveforms, load_speech_tokenizer
 
     if not args.audio and not args.manifest:
         raise ValueError("give audio files or --manifest FILE.jsonl")

@@ -114,7 +114,7 @@ Plain transformers works too: the prompt is `text<|begin_of_audio|>`, generation
 runaway guard and MBR decoding. Its settings are in `synthesis_config.json`.
 """
     usage = """
-from modeling_speechtext.text_to_token import TextToTokenSynthesizer
+from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
 synth = TextToTokenSynthesizer.from_pretrained("path/or/repo")
 speech_ids = synth.synthesize(["john went to the kitchen"], seed=0)  # one list of codebook ids per text
@@ -140,7 +140,7 @@ from transformers import AutoFeatureExtractor, AutoModel
 
 model = AutoModel.from_pretrained("path/or/repo", trust_remote_code=True)
 features = AutoFeatureExtractor.from_pretrained("path/or/repo", trust_remote_code=True)
-# or: `speechtext transcribe` / modeling_speechtext.speech_tokenization.load_speech_tokenizer
+# or: `speechtext transcribe` / modeling_speechtext.generation.speech_tokenization.load_speech_tokenizer
 """
     return _card(
         ["speech-tokenizer", "audio"], intro, usage, metrics, _TOKENIZER_EVAL_ROWS, _TOKENIZER_TRAIN_ROWS,

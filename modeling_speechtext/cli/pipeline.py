@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import run_pipeline
-    from ..presets import parse_overrides
+    from modeling_speechtext.pipeline.presets import parse_overrides
+    from modeling_speechtext.pipeline.runner import run_pipeline
 
     report = run_pipeline(
         args.preset, args.output_dir, stages=args.stages, overrides=parse_overrides(args.overrides), force=args.force

@@ -63,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
     """YAML values first, then every flag given on the command line."""
     values: dict = {}
     if args.config:
-        from ..presets import load_yaml
+        from modeling_speechtext.pipeline.presets import load_yaml
 
         values = load_yaml(args.config)
     for key, value in vars(args).items():

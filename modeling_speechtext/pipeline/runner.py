@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .hardware import run_environment, take_decisions
-from .presets import load_preset
+from modeling_speechtext.hardware import run_environment, take_decisions
+from modeling_speechtext.pipeline.presets import load_preset
 
 logger = logging.getLogger(__name__)
 

@@ -1,3 +1,0 @@
-"""Subcommands of the `speechtext` console script (see cli.py)."""
-
-__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Feature sets and length-bucketed batches read from the speech corpus."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Inference on top of the models: speech encoding, text-to-token synthesis, continuous batching."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Training-only pieces the recipes share: augmentation, auxiliary losses."""
+
+__all__: list[str] = []
