@@ -63,7 +63,8 @@ def gutenberg_manifest(work_dir: Path, n: int, seed: int) -> Path:
 def score_manifest(model, feature_extractor, manifest: Path, limit: int | None) -> dict:
     from modeling_speechtext.audio import load_audio
     from modeling_speechtext.cli.transcribe import read_manifest
-    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats, word_error_rates
+    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats
+    from modeling_speechtext.evaluation.wer import error_rates
     from modeling_speechtext.generation.speech_tokenization import encode_waveforms
 
     _, paths, refs = read_manifest(str(manifest))
@@ -73,7 +74,7 @@ def score_manifest(model, feature_extractor, manifest: Path, limit: int | None) 
     hyps = model.transcribe_tokens(ids)
     usage = codebook_stats(ids, model.config.codebook_size)
     return {
-        **{k: round(v, 4) for k, v in word_error_rates(refs, hyps).items()},
+        **{k: round(v, 4) for k, v in error_rates(refs, hyps).items()},
         "utterances": len(refs),
         "codebook_usage": round(usage["codebook_usage"], 4),
         "perplexity": round(usage["perplexity"], 1),

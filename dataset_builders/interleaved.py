@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from modeling_speechtext.sentences import sentence_spans
+
 from .parquet_shards import ShardedParquetWriter, ShardPlan
 
 logger = logging.getLogger(__name__)
@@ -49,21 +51,17 @@ DISTRIBUTIONS = ("poisson", "geometric", "uniform", "fixed")
 # ----------------------------------------------------------------------------------------------------------------
 
 _WORD_RE = re.compile(r"\S+")
-# A sentence runs to terminal punctuation (plus closing quotes/brackets) followed by whitespace, to a line end, or
-# to the end of the text. Abbreviations split too early; for span sampling that only changes a span boundary.
-_SENTENCE_RE = re.compile(r"\S(?:.*?)(?:[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)|(?=\n)|$)", re.S)
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
 
 
 def split_units(text: str, granularity: str = "word") -> list[tuple[int, int]]:
     """Character ranges `(start, end)` of the words or sentences of `text`, in order, never overlapping."""
     if granularity == "word":
-        pattern = _WORD_RE
-    elif granularity == "sentence":
-        pattern = _SENTENCE_RE
-    else:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    return [(m.start(), m.start() + len(m.group().rstrip())) for m in pattern.finditer(text)]
+        return [m.span() for m in _WORD_RE.finditer(text)]
+    if granularity == "sentence":
+        # a bAbI answer after its question ("Where is Mary? bathroom.") is a sentence of its own here
+        return sentence_spans(text, strict=False)
+    raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
 
 
 @dataclass(frozen=True)

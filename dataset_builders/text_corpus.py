@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeling_speechtext import sentences
 from modeling_speechtext.paths import resolve_data_path
 from modeling_speechtext.text_normalization import clean_text, normalize_text, normalize_whitespace, words
 
@@ -516,26 +517,9 @@ def read_text_items(path: str | Path, file_format: str = "auto") -> tuple[list[s
     return [x for x in items if x], fmt
 
 
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr st jr sr prof capt col gen lt rev hon mt no vs etc sgt maj messrs mme mlle esq ch vol fig".split()
-)
-_SENTENCE_END_RE = re.compile(r"([.!?]+[\"')\]]*)\s+(?=[\"'(\[]*[A-Z0-9])")
-
-
 def split_sentences(text: str) -> list[str]:
-    """Rule-based English sentence splitting that keeps ``Mr. Holmes`` and ``H. G. Wells`` whole."""
-    text = normalize_whitespace(text)
-    out, start = [], 0
-    for m in _SENTENCE_END_RE.finditer(text):
-        before = text[start : m.start()].rsplit(" ", 1)[-1].strip("\"'([")
-        if m.group(1).startswith(".") and (before.lower() in _ABBREVIATIONS or re.fullmatch(r"[A-Z]", before)):
-            continue
-        out.append(text[start : m.end(1)].strip())
-        start = m.end()
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
-    return [s for s in out if s]
+    """Sentences of a document, whitespace normalised (`modeling_speechtext.sentences`, the one splitter)."""
+    return sentences.split_sentences(normalize_whitespace(text))
 
 
 def clean_sentence(sentence: str, min_words: int, max_words: int) -> str | None:

@@ -207,7 +207,7 @@ def tokens_per_char_guard(dataset, margin: float) -> dict[str, float]:
 
 def _tune(synth, transcribe, texts: list[str], candidates: dict, seed: int) -> dict:
     """TTS WER of each candidate setting (name -> synthesis overrides) on tuning sentences."""
-    from modeling_speechtext.generation.text_to_token import tts_wer
+    from modeling_speechtext.evaluation.text_to_token import tts_wer
     from modeling_speechtext.text_normalization import normalize_text
 
     return {
@@ -280,8 +280,8 @@ def evaluate_tts(
     With a temperature `grid`, the temperature is chosen on *other* held-out sentences (the next `n`), so the
     reported TTS WER is not tuned on the sentences it is measured on.
     """
+    from modeling_speechtext.evaluation.text_to_token import tts_wer
     from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
-    from modeling_speechtext.generation.text_to_token import tts_wer
     from modeling_speechtext.text_normalization import normalize_text
 
     texts, real = _eval_sentences(rows, 2 * n if grid or synth.voices else n)

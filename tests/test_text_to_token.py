@@ -1,11 +1,11 @@
 import pytest
 from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
+from modeling_speechtext.evaluation.text_to_token import tts_wer
 from modeling_speechtext.generation.text_to_token import (
     SynthesisConfig,
     TextToTokenSynthesizer,
     format_prompt,
-    tts_wer,
 )
 
 

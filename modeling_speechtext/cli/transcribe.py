@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from modeling_speechtext.audio import load_audio
-    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats, word_error_rates
+    from modeling_speechtext.evaluation.speech_tokenizer import codebook_stats
+    from modeling_speechtext.evaluation.wer import error_rates
     from modeling_speechtext.generation.speech_tokenization import encode_waveforms, load_speech_tokenizer
+    from modeling_speechtext.text_normalization import normalize_text
 
     if not args.audio and not args.manifest:
         raise ValueError("give audio files or --manifest FILE.jsonl")
@@ -73,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as f:
             f.writelines(json.dumps(rec) + "\n" for rec in records)
-    scored = [(r["ref"], r["hyp"]) for r in records if r["ref"] is not None]
+    scored = [(r["ref"], r["hyp"]) for r in records if normalize_text(r["ref"] or "")]
     if scored:
-        rates = word_error_rates([r for r, _ in scored], [h for _, h in scored])
+        rates = error_rates([r for r, _ in scored], [h for _, h in scored])
         usage = codebook_stats(ids, model.config.codebook_size)
         seconds = sum(len(w) for w in waves) / feature_extractor.sampling_rate
         print(

@@ -164,25 +164,11 @@ def _pad_labels(rows: list[list[int]]) -> torch.Tensor:
 def make_batches(
     lengths: list[int], max_batch_frames: int, max_batch_size: int, seed: int, shuffle: bool = True
 ) -> list[list[int]]:
-    """Length buckets: sort (with a little random jitter, so batches differ between epochs), cut greedily under
-    `max_batch_frames` padded frames and `max_batch_size` clips, then shuffle the batch order."""
-    rng = np.random.default_rng(seed)
-    lengths_arr = np.asarray(lengths, dtype=np.float64)
-    jitter = rng.uniform(0.9, 1.1, len(lengths)) if shuffle else np.ones(len(lengths))
-    order = np.argsort(lengths_arr * jitter, kind="stable")
-    batches, current, longest = [], [], 0
-    for i in order.tolist():
-        new_longest = max(longest, lengths[i])
-        if current and (len(current) >= max_batch_size or new_longest * (len(current) + 1) > max_batch_frames):
-            batches.append(current)
-            current, new_longest = [], lengths[i]
-        current.append(i)
-        longest = new_longest
-    if current:
-        batches.append(current)
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
+    """Training batches of a feature set: `length_buckets` with jitter and shuffled order (`shuffle`), or
+    sorted and deterministic for evaluation."""
+    from modeling_speechtext.generation.speech_tokenization import length_buckets
+
+    return length_buckets(lengths, max_batch_size, max_batch_frames, seed=seed if shuffle else None)
 
 
 def collate(fs: FeatureSet, batch: list[int], labels: list[list[int]] | None = None):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from modeling_speechtext.evaluation.wer import word_error_rate
+
 
 def mel_l1(predicted: torch.Tensor, target: torch.Tensor) -> float:
     """Mean absolute difference of two aligned natural-log mels `[frames, n_mels]`."""
@@ -37,19 +39,6 @@ def mel_cepstral_distortion(predicted: torch.Tensor, target: torch.Tensor, n_cep
     basis = _cepstrum_matrix(predicted.shape[1], n_ceps)
     diff = (predicted[:n].float() - target[:n].float()) @ basis.T
     return float((10.0 / math.log(10.0)) * torch.sqrt(2.0 * (diff[:, 1:] ** 2).sum(-1)).mean())
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER on the project's scoring normalisation (`text_normalization.normalize_text`)."""
-    import jiwer
-
-    from modeling_speechtext.text_normalization import normalize_text
-
-    pairs = [(normalize_text(r), normalize_text(h)) for r, h in zip(references, hypotheses)]
-    pairs = [(r, h) for r, h in pairs if r]
-    if not pairs:
-        raise ValueError("no non-empty reference transcripts to score")
-    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
 def transcribe_waveforms(tokenizer, feature_extractor, waveforms: list, batch_size: int = 16) -> list[str]:

@@ -14,20 +14,7 @@ import numpy as np
 import torch
 
 from modeling_speechtext.data.speech_features import FeatureSet, collate, make_batches
-from modeling_speechtext.text_normalization import normalize_text
-
-
-def word_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
-    """Corpus WER and CER (jiwer) on the scoring form; an empty hypothesis counts as all deletions."""
-    import jiwer
-
-    refs = [normalize_text(r) for r in references]
-    hyps = [normalize_text(h) for h in hypotheses]
-    keep = [i for i, r in enumerate(refs) if r]
-    refs, hyps = [refs[i] for i in keep], [hyps[i] for i in keep]
-    if not refs:
-        return {"wer": float("nan"), "cer": float("nan")}
-    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+from modeling_speechtext.evaluation.wer import error_rates, word_error_rate
 
 
 def codebook_stats(token_lists: list[list[int]], codebook_size: int) -> dict:
@@ -76,7 +63,7 @@ def evaluate_speech_tokenizer(
     hyps = model.transcribe_tokens(tokens) if model.config.asr_vocab is not None else [""] * len(tokens)
     audio_seconds = sum(features.durations)
     result = {
-        **word_error_rates(features.texts, hyps),
+        **{k: v for k, v in error_rates(features.texts, hyps).items() if k != "n_scored"},
         "num_clips": len(features),
         "audio_hours": audio_seconds / 3600,
         "tokens_per_second": sum(len(t) for t in tokens) / max(audio_seconds, 1e-9),
@@ -91,15 +78,15 @@ def evaluate_speech_tokenizer(
         by_voice.setdefault(voice, []).append(i)
     if len(by_voice) > 1:  # which voices fail: the seen/unseen gap is usually a few voices, not all
         result["wer_by_voice"] = {
-            voice: round(word_error_rates([features.texts[i] for i in idx], [hyps[i] for i in idx])["wer"], 4)
+            voice: round(word_error_rate([features.texts[i] for i in idx], [hyps[i] for i in idx]), 4)
             for voice, idx in sorted(by_voice.items())
         }
     if with_no_vq and model.config.asr_vocab is not None:
-        result["wer_no_vq"] = word_error_rates(features.texts, no_vq)["wer"]
+        result["wer_no_vq"] = word_error_rate(features.texts, no_vq)
     result["examples"] = [
         {"id": features.ids[i], "ref": features.texts[i], "hyp": hyps[i]} for i in range(min(5, len(features)))
     ]
     return result, tokens, hyps
 
 
-__all__ = ["word_error_rates", "codebook_stats", "evaluate_speech_tokenizer"]
+__all__ = ["codebook_stats", "evaluate_speech_tokenizer"]

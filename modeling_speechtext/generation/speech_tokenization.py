@@ -88,19 +88,31 @@ def collate_features(features: list[np.ndarray] | list[torch.Tensor]) -> tuple[t
     return batch, mask
 
 
-def length_buckets(lengths: list[int], batch_size: int, max_batch_frames: int | None = None) -> list[list[int]]:
-    """Indices sorted by length and cut into batches (of at most `batch_size` clips and `max_batch_frames`)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current = [], []
-    for i in order:
-        too_many = len(current) >= batch_size
-        too_long = max_batch_frames and current and (len(current) + 1) * lengths[i] > max_batch_frames
-        if current and (too_many or too_long):
+def length_buckets(
+    lengths: list[int], batch_size: int, max_batch_frames: int | None = None, seed: int | None = None
+) -> list[list[int]]:
+    """The one length bucketer (inference and training): indices sorted by length and cut greedily into
+    batches of at most `batch_size` items and `max_batch_frames` padded frames (longest x count).
+
+    With a `seed` (training) the sort key gets +-10% jitter, so batches differ between epochs, and the batch
+    order is shuffled; without one (inference) the result is deterministic and sorted.
+    """
+    rng = np.random.default_rng(seed) if seed is not None else None
+    jitter = rng.uniform(0.9, 1.1, len(lengths)) if rng is not None else np.ones(len(lengths))
+    order = np.argsort(np.asarray(lengths, dtype=np.float64) * jitter, kind="stable")
+    limit = max_batch_frames or float("inf")
+    batches, current, longest = [], [], 0
+    for i in order.tolist():
+        new_longest = max(longest, lengths[i])
+        if current and (len(current) >= batch_size or new_longest * (len(current) + 1) > limit):
             batches.append(current)
-            current = []
+            current, new_longest = [], lengths[i]
         current.append(i)
+        longest = new_longest
     if current:
         batches.append(current)
+    if rng is not None:
+        rng.shuffle(batches)
     return batches
 
 

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -576,32 +576,6 @@ def _prepare_text_to_token(model, tokenizer, codebook_size: int) -> SpeechVocab:
     return vocab
 
 
-def tts_wer(
-    transcribe: Callable[[list[list[int]]], list[str]],
-    texts: Sequence[str],
-    synthesized: Sequence[Sequence[int]],
-    real: Sequence[Sequence[int]] | None = None,
-    normalize: Callable[[str], str] | None = None,
-) -> dict[str, float]:
-    """TTS WER: the speech tokenizer's ASR head on synthesized tokens vs the input text, next to its WER on real
-    tokens of the same sentences (the ceiling a text-to-token model can reach through this judge)."""
-    import jiwer
-
-    norm = normalize or (lambda s: " ".join(s.lower().split()))
-    refs = [norm(t) for t in texts]
-    keep = [i for i, r in enumerate(refs) if r]
-    if not keep:
-        raise ValueError("tts_wer: every reference text is empty after normalisation")
-    refs = [refs[i] for i in keep]
-    hyp = [norm(h) for h in transcribe([list(synthesized[i]) for i in keep])]
-    out = {"tts_wer": float(jiwer.wer(refs, hyp)), "n_sentences": len(keep)}
-    if real is not None:
-        real_hyp = [norm(h) for h in transcribe([list(real[i]) for i in keep])]
-        out["real_token_wer"] = float(jiwer.wer(refs, real_hyp))
-        out["tts_over_real"] = out["tts_wer"] / out["real_token_wer"] if out["real_token_wer"] > 0 else float("inf")
-    return out
-
-
 __all__ = [
     "SYNTHESIS_CONFIG_NAME",
     "SynthesisConfig",
@@ -614,5 +588,4 @@ __all__ = [
     "tokenizer_voices",
     "voice_token",
     "stable_seed",
-    "tts_wer",
 ]
