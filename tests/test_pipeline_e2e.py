@@ -48,6 +48,11 @@ def test_micro_pipeline_end_to_end(tmp_path):
     for stage in stages:
         marker = json.loads((out / stage / "stage.json").read_text())
         assert marker["metrics"], f"stage {stage} reported no numbers"
+    # the base LM is a stock causal LM over the text tokenizer's vocabulary
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(out / "base_lm")
+    assert base.config.vocab_size == len(AutoTokenizer.from_pretrained(out / "text_tokenizer"))
 
     proc, seconds = _run(out)
     report = json.loads((out / "pipeline.json").read_text())

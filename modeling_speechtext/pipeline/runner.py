@@ -48,6 +48,7 @@ STAGES: list[StageSpec] = [
     StageSpec("speech_decoder", "recipes.train_speech_decoder:run_stage", "tokens -> mel (flow matching) -> wave"),
     StageSpec("text_to_token", "recipes.train_text_to_token:run_stage", "causal LM: text -> speech tokens"),
     StageSpec("interleaved", "dataset_builders.interleaved:run_stage", "text spans replaced by speech tokens"),
+    StageSpec("base_lm", "recipes.train_base_lm:run_stage", "the text LM the speech-text LM grows from"),
 ]
 
 STAGE_NAMES = [s.name for s in STAGES]
