@@ -1,6 +1,7 @@
 """The pretraining mixture: parts in one neutral form, rendered for one LM, mixed in token shares."""
 
 import pytest
+from mixture_fixtures import make_mixture_run
 from t2t_fixtures import tiny_text_tokenizer
 
 from dataset_builders.mixture import MixtureConfig, build_mixture, load_part, render_segments
@@ -18,32 +19,7 @@ def lm_tokenizer():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A run folder with documents, speech tokens and interleaved shards made with *another* tokenizer."""
-    from datasets import Dataset, DatasetDict
-
-    from dataset_builders.interleaved import Segment, assemble_example
-
-    run = tmp_path_factory.mktemp("run")
-    docs = Dataset.from_dict({"id": ["d0", "d1", "d2"], "text": ["Mary went to the kitchen.", "", "John left."],
-                              "source": ["x"] * 3})  # fmt: skip
-    DatasetDict({"train": docs, "validation": docs}).save_to_disk(str(run / "text_corpus" / "documents"))
-    speech = Dataset.from_dict({
-        "id": [f"u{i}" for i in range(6)], "text": ["Mary went home."] * 5 + [""],
-        "voice": ["a", "a", "b", "a", "b", "a"], "speech_ids": [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10], [11], [12]],
-    })  # fmt: skip
-    DatasetDict({"train": speech}).save_to_disk(str(run / "speech_tokens" / "dataset"))
-    # interleaved data: ids of a tokenizer whose speech tokens sit elsewhere (an extra token shifts them)
-    other = tiny_text_tokenizer()
-    other.add_tokens(["<|voice:x|>"], special_tokens=True)
-    other_vocab = add_speech_tokens(None, other, K)
-    segs = [Segment("text", "Mary went"), Segment("speech", " to the kitchen.", "to the kitchen.")]
-    ids, records = assemble_example(segs, [other("Mary went")["input_ids"], [3, 1, 4]], other_vocab)
-    (run / "interleaved" / "data").mkdir(parents=True)
-    Dataset.from_list([{"id": "i0", "input_ids": ids, "segments": records}]).to_parquet(
-        str(run / "interleaved" / "data" / "train-00000-of-00001.parquet")
-    )
-    other.save_pretrained(str(run / "interleaved" / "tokenizer"))
-    return run
+    return make_mixture_run(tmp_path_factory.mktemp("run"), K)
 
 
 def test_parts_in_the_neutral_form(run_dir):

@@ -49,6 +49,7 @@ STAGES: list[StageSpec] = [
     StageSpec("text_to_token", "recipes.train_text_to_token:run_stage", "causal LM: text -> speech tokens"),
     StageSpec("interleaved", "dataset_builders.interleaved:run_stage", "text spans replaced by speech tokens"),
     StageSpec("base_lm", "recipes.train_base_lm:run_stage", "the text LM the speech-text LM grows from"),
+    StageSpec("pretrain", "recipes.pretrain:run_stage", "speech-text LM pretrained on the data mixture"),
 ]
 
 STAGE_NAMES = [s.name for s in STAGES]
