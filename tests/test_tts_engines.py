@@ -86,7 +86,9 @@ def test_festival_batch_matches_single_calls_and_survives_quotes():
         te.SynthesisRequest("   ", "kal_diphone"),
     ]
     out = engine.synthesize_batch(reqs)
-    assert isinstance(out[2], te.TTSError) and isinstance(out[3], te.TTSError)
+    # the bad requests come back as their own errors, in place, without failing the good ones
+    assert isinstance(out[2], te.TTSError) and "no voice 'no_such_voice'" in str(out[2])
+    assert isinstance(out[3], te.TTSError) and "empty text" in str(out[3])
     assert len(out[0][0]) / out[0][1] > 1.0
     single, _ = engine.synthesize(TEXT, "kal_diphone", rate=1.2)
     np.testing.assert_array_equal(out[1][0], single)
@@ -94,14 +96,37 @@ def test_festival_batch_matches_single_calls_and_survives_quotes():
 
 def test_voice_specs_and_speakers():
     assert te.parse_voice("espeak:en-us+m3") == te.VoiceSpec("espeak", "en-us+m3")
-    for bad in ["espeak", "nope:x", "flite:", 3]:
-        with pytest.raises(ValueError):
+    assert str(te.parse_voice("festival:kal_diphone")) == "festival:kal_diphone"
+    for bad, why in [("espeak", "must look like"), ("nope:x", "unknown engine 'nope'"), ("flite:", "names no voice"),
+                     (3, "must look like")]:  # fmt: skip
+        with pytest.raises(ValueError, match=why):
             te.parse_voice(bad)
     # the same recorded person through two engines is one speaker; eSpeak voices are their variant
     assert te.speaker_of("flite:kal16") == te.speaker_of("festival:kal_diphone")
     assert te.speaker_of("flite:slt") == te.speaker_of("festival:cmu_us_slt_arctic_hts")
     assert te.speaker_of("espeak:en-us+m3") == te.speaker_of("espeak:en-gb-scotland+m3")
     assert te.speaker_of("espeak:en-us+m3") != te.speaker_of("espeak:en-us+m7")
+
+
+def test_engine_registry_caches_one_instance_per_options():
+    """piper keeps its ONNX session loaded: one engine per (name, options) per process, not one per call."""
+    assert te.get_engine("piper") is te.get_engine("piper")
+    assert te.get_engine("piper", noise_scale=0.5) is not te.get_engine("piper")
+    assert te.get_engine("piper", noise_scale=0.5).noise_scale == 0.5
+    assert not te.get_engine("piper", noise_scale=0.5).deterministic  # sampling noise: not a pure function
+    assert set(te.ENGINE_CLASSES) == {"espeak", "flite", "festival", "piper"}
+    with pytest.raises(ValueError, match="unknown TTS engine 'nope'"):
+        te.get_engine("nope")
+
+
+def test_command_line_engine_without_its_program():
+    """An engine whose program is not on PATH is unavailable and lists no voices (its voices are skipped)."""
+    engine = te.FliteEngine()
+    engine.program = "no-such-tts-program-here"
+    assert not engine.available()
+    assert engine.voices() == [] and not engine.has_voice("kal16")
+    with pytest.raises(te.TTSError, match="no voice 'kal16'"):
+        engine.synthesize(TEXT, "kal16")
 
 
 @pytest.mark.tts
