@@ -270,7 +270,7 @@ def evaluate(model: SpeechDecoderModel, splits, data: DataArguments, output_dir:
         from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
 
         tokenizer, fe = load_speech_tokenizer(tokenizer_dir)
-        if tokenizer.config.asr_vocab is None:
+        if tokenizer.asr_vocabulary is None:
             tokenizer = None
     if tokenizer is None:
         logger.warning("no speech tokenizer with ASR at %s: resynthesis WER skipped", tokenizer_dir)

@@ -56,11 +56,11 @@ def evaluate_speech_tokenizer(
         encode_seconds += time.perf_counter() - start
         for row, n, i in zip(ids.tolist(), lengths.tolist(), batch):
             tokens[i] = row[:n]
-        if with_no_vq and model.config.asr_vocab is not None:
+        if with_no_vq and model.asr_vocabulary is not None:
             out = model(feats, mask, quantize=False)
             for row, i in zip(model.ctc_greedy_ids(out.logits, out.logit_lengths), batch):
                 no_vq[i] = model.decode_asr_ids(row)
-    hyps = model.transcribe_tokens(tokens) if model.config.asr_vocab is not None else [""] * len(tokens)
+    hyps = model.transcribe_tokens(tokens) if model.asr_vocabulary is not None else [""] * len(tokens)
     audio_seconds = sum(features.durations)
     result = {
         **{k: v for k, v in error_rates(features.texts, hyps).items() if k != "n_scored"},
@@ -81,7 +81,7 @@ def evaluate_speech_tokenizer(
             voice: round(word_error_rate([features.texts[i] for i in idx], [hyps[i] for i in idx]), 4)
             for voice, idx in sorted(by_voice.items())
         }
-    if with_no_vq and model.config.asr_vocab is not None:
+    if with_no_vq and model.asr_vocabulary is not None:
         result["wer_no_vq"] = word_error_rate(features.texts, no_vq)
     result["examples"] = [
         {"id": features.ids[i], "ref": features.texts[i], "hyp": hyps[i]} for i in range(min(5, len(features)))

@@ -11,6 +11,9 @@ import math
 
 from transformers import PreTrainedConfig
 
+LEGACY_ASR_VOCABULARY_KEYS = ("asr_vocab", "asr_special_ids", "asr_byte_level")
+"""Keys under which configs saved before `asr_vocab.json` existed carried the ASR vocabulary."""
+
 
 def fix_auto_map(auto_map: dict) -> dict:
     """One class reference per auto class.
@@ -80,10 +83,11 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             layers learn sounds from every clip instead of one word id at a time.
         aux_char_vocab (`str`, defaults to lowercase letters, digits, apostrophe and space): the character set
             of `aux_ctc_units="chars"`; other characters are dropped from the targets.
-        asr_vocab (`list[str]`, *optional*): the subword pieces (byte-level BPE strings) of the ASR vocabulary,
-            saved with the model so `transcribe_tokens` works without any other file.
-        asr_byte_level (`bool`, defaults to `True`): pieces use the GPT-2 byte alphabet (`Ġ` = space).
-        asr_special_ids (`list[int]`, *optional*): ids never printed by `transcribe_tokens`.
+
+    The ASR vocabulary itself (the subword pieces, ~151k strings at the paper's size) is not configuration: it is
+    saved next to the weights as `asr_vocab.json` (`tokenization_speech_tokenizer.py`). Configs written before
+    carried it as `asr_vocab` / `asr_special_ids` / `asr_byte_level`; those keys are still read (once, into the
+    model's vocabulary) and no longer written.
     """
 
     model_type = "speech_tokenizer"
@@ -126,12 +130,11 @@ class SpeechTokenizerConfig(PreTrainedConfig):
     aux_ctc_weight: float = 0.0
     aux_ctc_units: str = "asr"
     aux_char_vocab: str = "abcdefghijklmnopqrstuvwxyz0123456789' "
-    asr_vocab: list[str] | None = None
-    asr_byte_level: bool = True
-    asr_special_ids: list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        legacy = {key: kwargs.pop(key) for key in LEGACY_ASR_VOCABULARY_KEYS if key in kwargs}
         super().__post_init__(**kwargs)
+        self._legacy_asr_vocabulary = legacy or None
         self._check()
 
     def _check(self) -> None:
@@ -175,11 +178,10 @@ class SpeechTokenizerConfig(PreTrainedConfig):
             not self.aux_char_vocab or len(set(self.aux_char_vocab)) != len(self.aux_char_vocab)
         ):
             fail("aux_char_vocab", "must be a non-empty string of distinct characters")
-        if self.asr_vocab is not None and len(self.asr_vocab) != self.asr_vocab_size:
-            fail("asr_vocab", f"has {len(self.asr_vocab)} pieces but asr_vocab_size is {self.asr_vocab_size}")
 
     def to_dict(self) -> dict:
         output = super().to_dict()
+        output.pop("_legacy_asr_vocabulary", None)  # read from old configs, never written
         if output.get("auto_map"):
             output["auto_map"] = fix_auto_map(output["auto_map"])
         return output
@@ -219,4 +221,4 @@ class SpeechTokenizerConfig(PreTrainedConfig):
         return self.codebook_dim or self.d_model
 
 
-__all__ = ["SpeechTokenizerConfig", "fix_auto_map"]
+__all__ = ["LEGACY_ASR_VOCABULARY_KEYS", "SpeechTokenizerConfig", "fix_auto_map"]

@@ -13,6 +13,7 @@ Shapes: `input_features` [B, n_mels, T_mel] at 100 Hz -> conv stem [B, T50, D] -
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +22,21 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer, sinusoids
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_speech_tokenizer import SpeechTokenizerConfig
+from .convert_whisper_to_speech_tokenizer import load_whisper_encoder_weights
+from .layers_speech_tokenizer import (
+    SpeechTokenizerConvStem,
+    SpeechTokenizerSinusoidalPositions,
+    encoder_attention_mask,
+    masked_average_pool,
+)
+from .quantization_speech_tokenizer import PAD_TOKEN_ID, SpeechTokenizerVectorQuantizer
+from .streaming_speech_tokenizer import SpeechTokenizerStreamingEncoder
+from .tokenization_speech_tokenizer import ASR_VOCAB_NAME, SpeechTokenizerAsrVocabulary, legacy_asr_vocabulary
 
-PAD_TOKEN_ID = -1
-"""Value of `encode` outputs past each sequence's length: not a code, so misuse fails loudly."""
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -52,211 +62,6 @@ class SpeechTokenizerOutput(ModelOutput):
     token_ids: torch.LongTensor | None = None
     token_lengths: torch.LongTensor | None = None
     codebook_perplexity: torch.FloatTensor | None = None
-
-
-@dataclass
-class SpeechTokenizerQuantizerOutput(ModelOutput):
-    """Output of the vector quantizer: straight-through vectors (model width), ids, commitment loss, usage."""
-
-    quantized: torch.FloatTensor | None = None
-    token_ids: torch.LongTensor | None = None
-    commitment_loss: torch.FloatTensor | None = None
-    perplexity: torch.FloatTensor | None = None
-
-
-def _bytes_to_unicode() -> dict[str, int]:
-    """GPT-2's byte <-> printable-character table (inverse direction), used to decode byte-level BPE pieces."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-class SpeechTokenizerConvStem(nn.Module):
-    """Whisper's two-conv stem (100 Hz mel -> 50 Hz), optionally causal (all padding on the left).
-
-    Padded mel frames are zeroed before each conv, so a batched clip sees exactly the zeros that a clip encoded
-    alone sees as conv padding: tokens do not depend on what it is batched with.
-    """
-
-    def __init__(self, config: SpeechTokenizerConfig):
-        super().__init__()
-        self.conv1 = nn.Conv1d(config.num_mel_bins, config.d_model, kernel_size=3)
-        self.conv2 = nn.Conv1d(config.d_model, config.d_model, kernel_size=3, stride=2)
-        self.padding = (2, 0) if config.causal_conv else (1, 1)
-
-    def forward(self, input_features: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
-        mask = mel_mask[:, None, :].to(input_features.dtype)
-        hidden = F.gelu(self.conv1(F.pad(input_features * mask, self.padding)))
-        hidden = F.gelu(self.conv2(F.pad(hidden * mask.to(hidden.dtype), self.padding)))
-        return hidden.transpose(1, 2)
-
-
-class SpeechTokenizerSinusoidalPositions(nn.Embedding):
-    """A fixed sinusoid position table (Whisper's), as its own class so that `_init_weights` recognises it.
-
-    transformers skips `_init_weights` for a custom-code module without parameters of its own (the whole model),
-    so filling the tables from the model level silently left them at the generic N(0, 0.02) embedding init:
-    frozen noise that carried no position at all.
-    """
-
-    def __init__(self, num_positions: int, dim: int):
-        super().__init__(num_positions, dim)
-        self.weight.requires_grad_(False)
-
-    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        """Rows `offset .. offset + length`, detached: fixed even where `from_pretrained` made them trainable."""
-        return self.weight[offset : offset + length].detach()
-
-
-class SpeechTokenizerVectorQuantizer(nn.Module):
-    """One codebook, nearest neighbour + straight-through, EMA updates, usage-based dead-code restarts.
-
-    The codebook is a buffer (EMA, not gradient, moves it). Distances are computed in float32 even under bf16
-    autocast: argmax ties in bf16 would make tokens depend on the batch.
-    """
-
-    def __init__(self, config: SpeechTokenizerConfig):
-        super().__init__()
-        self.config = config
-        dim, width = config.resolved_codebook_dim, config.d_model
-        self.project_in = nn.Linear(width, dim) if dim != width else nn.Identity()
-        self.project_out = nn.Linear(dim, width) if dim != width else nn.Identity()
-        self.register_buffer("codebook", torch.empty(config.codebook_size, dim))
-        self.register_buffer("ema_count", torch.empty(config.codebook_size))  # EMA usage per code
-        self.register_buffer("ema_sum", torch.empty(config.codebook_size, dim))
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-        self.register_buffer("input_mean", torch.zeros(width))  # running mean of encoder outputs (centring)
-
-    def _normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return F.normalize(z, dim=-1) if self.config.use_cosine_codes else z
-
-    def project(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Encoder output -> code space (float32, normalised for cosine codes).
-
-        The running mean of the encoder outputs is subtracted first. Without it, the part every frame shares
-        (the slowly varying sinusoid channels of the positional embedding, the conv stem's offset) dominates:
-        in a test run all projected vectors had cosine 0.999 to each other and the freshly k-means-initialised
-        codebook collapsed to one code within a step. In training (`mask` given) the mean is updated first.
-        """
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            hidden = hidden.float()
-            if self.config.quantizer_centering_decay is not None:
-                if self.training and mask is not None and mask.any():
-                    # the batch's own mean in training (the common part can jump in one optimiser step),
-                    # the running mean at inference (tokens must not depend on the batch)
-                    batch_mean = self._update_input_mean(hidden[mask].mean(0).detach())
-                    hidden = hidden - batch_mean
-                else:
-                    hidden = hidden - self.input_mean
-            return self._normalize(self.project_in(hidden))
-
-    @torch.no_grad()
-    def _update_input_mean(self, batch_mean: torch.Tensor) -> torch.Tensor:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(batch_mean)
-            batch_mean /= torch.distributed.get_world_size()
-        self.input_mean.lerp_(batch_mean, 1 - self.config.quantizer_centering_decay)
-        return batch_mean
-
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        codebook = self.codebook.float()
-        if self.config.use_cosine_codes:
-            return (z @ codebook.T).argmax(-1)
-        distances = z.pow(2).sum(-1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(-1)
-        return distances.argmin(-1)
-
-    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Code ids -> model-width vectors (what the layers after the quantizer see)."""
-        return self.project_out(F.embedding(token_ids, self.codebook.float()))
-
-    @torch.no_grad()
-    def init_codebook(self, hidden: torch.Tensor, kmeans_iters: int = 10, generator=None) -> None:
-        """Start the codebook from real encoder outputs (model width, `[N, d_model]`) by a few k-means steps.
-
-        Random init is what collapsed to 1-4 codes in our calibration run; codes born among the data do not.
-        The centring mean starts at these outputs' mean.
-        """
-        if self.config.quantizer_centering_decay is not None:
-            self.input_mean.copy_(hidden.float().mean(0))
-        vectors = self.project(hidden)
-        k = self.config.codebook_size
-        pick = torch.randint(len(vectors), (k,), generator=generator) if len(vectors) < k else None
-        if pick is None:
-            pick = torch.randperm(len(vectors), generator=generator)[:k]
-        centroids = vectors[pick].clone()
-        for _ in range(kmeans_iters):
-            self.codebook.copy_(centroids)
-            ids = self.nearest(vectors)
-            counts = torch.bincount(ids, minlength=k).float()
-            sums = torch.zeros_like(centroids).index_add_(0, ids, vectors)
-            used = counts > 0
-            centroids[used] = self._normalize(sums[used] / counts[used, None])
-        self.codebook.copy_(centroids)
-        share = len(vectors) / k
-        counts = torch.bincount(self.nearest(vectors), minlength=k).float()
-        self.ema_count.copy_(torch.where(counts > 0, counts, torch.full_like(counts, share)))
-        self.ema_sum.copy_(centroids * self.ema_count[:, None])
-
-    @torch.no_grad()
-    def _ema_update(self, z: torch.Tensor, ids: torch.Tensor) -> None:
-        cfg = self.config
-        counts = torch.bincount(ids, minlength=cfg.codebook_size).float()
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, ids, z)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)  # every rank must keep the same codebook
-            torch.distributed.all_reduce(sums)
-        self.ema_count.mul_(cfg.ema_decay).add_(counts, alpha=1 - cfg.ema_decay)
-        self.ema_sum.mul_(cfg.ema_decay).add_(sums, alpha=1 - cfg.ema_decay)
-        total = self.ema_count.sum()
-        smoothed = (self.ema_count + cfg.ema_epsilon) / (total + cfg.codebook_size * cfg.ema_epsilon) * total
-        self.codebook.copy_(self._normalize(self.ema_sum / smoothed[:, None]))
-        self.num_updates += 1
-        if cfg.restart_interval > 0 and int(self.num_updates) % cfg.restart_interval == 0:
-            self._restart_dead_codes(z)
-
-    @torch.no_grad()
-    def _restart_dead_codes(self, z: torch.Tensor) -> int:
-        """Codes whose EMA usage fell below `dead_code_threshold` x the uniform share restart at encoder outputs.
-
-        Usage is the EMA count (a long memory), not a short window: rare but healthy codes survive small batches.
-        """
-        share = self.ema_count.sum() / self.config.codebook_size
-        dead = (self.ema_count < self.config.dead_code_threshold * share).nonzero().squeeze(-1)
-        if len(dead) == 0 or len(z) == 0:
-            return 0
-        picks = z[torch.randint(len(z), (len(dead),), device=z.device)]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.broadcast(picks, src=0)
-        self.codebook[dead] = picks
-        self.ema_count[dead] = share
-        self.ema_sum[dead] = picks * share
-        return len(dead)
-
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> SpeechTokenizerQuantizerOutput:
-        z = self.project(hidden, mask)
-        ids = self.nearest(z)
-        flat_z, flat_ids = z[mask], ids[mask]
-        quantized = F.embedding(ids, self.codebook.float())
-        commitment = F.mse_loss(flat_z, quantized[mask].detach()) if len(flat_z) else z.sum() * 0
-        if self.training:
-            self._ema_update(flat_z.detach(), flat_ids)
-        quantized = z + (quantized - z).detach()  # straight-through: gradients flow into the encoder
-        probs = torch.bincount(flat_ids, minlength=self.config.codebook_size).float() / max(len(flat_ids), 1)
-        perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
-        return SpeechTokenizerQuantizerOutput(
-            quantized=self.project_out(quantized).to(hidden.dtype),
-            token_ids=ids.masked_fill(~mask, PAD_TOKEN_ID),
-            commitment_loss=commitment,
-            perplexity=perplexity,
-        )
 
 
 class SpeechTokenizerPreTrainedModel(PreTrainedModel):
@@ -337,6 +142,8 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             self.aux_layer_norm = nn.LayerNorm(config.d_model)
             self.aux_ctc_head = nn.Linear(config.d_model, config.aux_vocab_size + 1)
         self.gradient_checkpointing = False
+        # not a config field (151k strings at the paper's size): see tokenization_speech_tokenizer.py
+        self.asr_vocabulary: SpeechTokenizerAsrVocabulary | None = legacy_asr_vocabulary(config)
         self.post_init()
         self.freeze_positional_embeddings()
 
@@ -351,33 +158,6 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
     def blank_id(self) -> int:
         return self.config.asr_vocab_size
 
-    def _attention_mask(
-        self, valid: torch.Tensor, block: int | None, window: int | None, dtype: torch.dtype, offset: int = 0
-    ) -> torch.Tensor | None:
-        """[B, 1, T_q, T_k] mask, or None when every key may be seen (the fastest SDPA path).
-
-        Keys must be valid (not padding); with `block`, in the query's block or an earlier one (streaming); with
-        `window`, at most `window` frames away. `offset` is the absolute position of the first query (streaming:
-        the keys start at 0, the queries at `offset`).
-        """
-        n_keys = valid.shape[1]
-        keys = torch.arange(n_keys, device=valid.device)
-        queries = keys[offset:]
-        allowed = None if valid.all() else valid[:, None, None, :]
-        pattern = None
-        if block is not None:
-            pattern = (keys[None, :] // block) <= (queries[:, None] // block)
-        if window is not None:
-            near = (keys[None, :] - queries[:, None]).abs() <= window
-            pattern = near if pattern is None else pattern & near
-        if pattern is not None:
-            allowed = pattern[None, None] if allowed is None else allowed & pattern[None, None]
-        if allowed is None or self.config._attn_implementation != "eager":
-            return allowed
-        return torch.zeros(allowed.shape, dtype=dtype, device=valid.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min
-        )
-
     def _windows(self, post: bool) -> tuple[int | None, int | None]:
         """(block, window) in the frames of the pre- (50 Hz) or post-quantizer (token rate) layers."""
         cfg, k = self.config, self.config.pooling_kernel_size
@@ -388,7 +168,8 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         return block, window
 
     def _run_layers(self, layers, hidden, valid, post: bool):
-        mask = self._attention_mask(valid, *self._windows(post), hidden.dtype)
+        eager = self.config._attn_implementation == "eager"
+        mask = encoder_attention_mask(valid, *self._windows(post), hidden.dtype, eager=eager)
         for layer in layers:
             hidden = layer(hidden, mask)
         return hidden
@@ -428,15 +209,6 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
             )
         return mel_lengths
 
-    def _pool(self, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Masked average over windows of `pooling_kernel_size` frames (a partial last window averages its frames)."""
-        k = self.config.pooling_kernel_size
-        pad = (-hidden.shape[1]) % k
-        weights = valid.to(hidden.dtype)[..., None]
-        summed = F.pad(hidden * weights, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
-        counts = F.pad(weights, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
-        return summed / counts.clamp_min(1)
-
     def _encode_pre_quantizer(self, input_features, attention_mask):
         """Conv stem + the layers before the quantizer; returns 50 Hz hidden, pooled 12.5 Hz hidden and masks."""
         mel_lengths = self._check_inputs(input_features, attention_mask)
@@ -447,7 +219,7 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         hidden = hidden + self.embed_positions(hidden.shape[1]).to(hidden.dtype)
         hidden = F.dropout(hidden, p=self.config.dropout, training=self.training)
         hidden = self._run_layers(self.layers, hidden, frame_valid, post=False)
-        pooled = self._pool(hidden, frame_valid)
+        pooled = masked_average_pool(hidden, frame_valid, self.config.pooling_kernel_size)
         token_valid = torch.arange(pooled.shape[1], device=pooled.device) < token_lengths[:, None]
         return hidden, frame_valid, pooled, token_valid
 
@@ -552,37 +324,10 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         ids = self.quantizer.nearest(z).masked_fill(~token_valid, PAD_TOKEN_ID)
         return ids, token_valid.sum(-1)
 
-    @torch.no_grad()
     def load_whisper_encoder_weights(self, whisper_encoder_state: dict[str, torch.Tensor]) -> list[str]:
-        """Start from a pretrained Whisper encoder (as the paper starts from whisper-large-v3).
-
-        `whisper_encoder_state` is `WhisperModel.from_pretrained(...).get_encoder().state_dict()`. Its layers
-        `0..quantize_position-1` go before the quantizer, the rest after it; conv stem, sinusoid positions and the
-        final layer norm map one to one. Returns the names of our parameters it did not cover (quantizer, heads).
-        """
-        n_pre = self.config.quantize_position
-        mapped = {}
-        for key, value in whisper_encoder_state.items():
-            if key.startswith(("conv1.", "conv2.")):
-                mapped["conv_stem." + key] = value
-            elif key.startswith("layers."):
-                _, index, rest = key.split(".", 2)
-                index = int(index)
-                mapped[f"layers.{index}.{rest}" if index < n_pre else f"post_layers.{index - n_pre}.{rest}"] = value
-            elif key.startswith(("layer_norm.", "embed_positions.")):
-                mapped[key] = value
-        own = self.state_dict()
-        for key, value in mapped.items():
-            if key not in own:
-                raise ValueError(
-                    f"Whisper weight {key!r} has no place in this model (more layers than encoder_layers?)"
-                )
-            if tuple(own[key].shape) != tuple(value.shape):
-                raise ValueError(
-                    f"Whisper weight {key!r} has shape {tuple(value.shape)}, ours {tuple(own[key].shape)}"
-                )
-            own[key].copy_(value)
-        return sorted(k for k, p in self.named_parameters() if k not in mapped)
+        """Start from a pretrained Whisper encoder (as the paper starts from whisper-large-v3); returns the names of
+        our parameters it did not cover. See `convert_whisper_to_speech_tokenizer.load_whisper_encoder_weights`."""
+        return load_whisper_encoder_weights(self, whisper_encoder_state)
 
     def streaming_encoder(self) -> SpeechTokenizerStreamingEncoder:
         """A block-by-block encoder (needs `causal_conv` and `causal_block_size`); tokens equal `encode`'s."""
@@ -618,32 +363,27 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         return out
 
     def decode_asr_ids(self, ids: list[int]) -> str:
-        """Subword ids -> text with the vocabulary saved in the config (byte-level BPE pieces)."""
-        vocab = self.config.asr_vocab
-        if vocab is None:
+        """Subword ids -> text with the model's ASR vocabulary (`asr_vocab.json`, byte-level BPE pieces)."""
+        return self._vocabulary().decode(ids)
+
+    def _vocabulary(self) -> SpeechTokenizerAsrVocabulary:
+        if self.asr_vocabulary is None:
+            where = f" in {self.name_or_path}" if self.name_or_path else ""
             raise ValueError(
-                "this speech tokenizer has no ASR vocabulary (config.asr_vocab); set it with set_asr_vocabulary"
+                f"this speech tokenizer has no ASR vocabulary ({ASR_VOCAB_NAME} not found{where}); set it with "
+                "model.set_asr_vocabulary(tokenizer), the BPE tokenizer its CTC head was trained with"
             )
-        special = set(self.config.asr_special_ids or [])
-        pieces = "".join(vocab[i] for i in ids if i not in special)
-        if not self.config.asr_byte_level:
-            return pieces.strip()
-        table = _bytes_to_unicode()
-        data = bytes(table[c] for c in pieces if c in table)
-        return data.decode("utf-8", errors="replace").strip()
+        return self.asr_vocabulary
 
     @torch.no_grad()
     def transcribe_tokens(self, token_ids: list[list[int]]) -> list[str]:
         """Speech token ids (as from `encode`) -> text, through the layers after the quantizer and the CTC head."""
-        if self.config.asr_vocab is None:
-            raise ValueError(
-                "this speech tokenizer has no ASR vocabulary (config.asr_vocab); set it with set_asr_vocabulary"
-            )
+        vocabulary = self._vocabulary()
         if len(token_ids) == 0:
             return []
         ids, valid = self._padded_ids(token_ids)
         logits, lengths = self._decode_post_quantizer(self.quantizer.embed(ids).to(self.dtype), valid)
-        return [self.decode_asr_ids(row) for row in self.ctc_greedy_ids(logits, lengths)]
+        return vocabulary.batch_decode(self.ctc_greedy_ids(logits, lengths))
 
     @torch.no_grad()
     def transcribe(
@@ -654,97 +394,49 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         return self.transcribe_tokens([row[:n].tolist() for row, n in zip(ids, lengths)])
 
     def set_asr_vocabulary(self, tokenizer) -> None:
-        """Store a (byte-level BPE) tokenizer's pieces in the config so the saved folder transcribes standalone."""
-        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        if len(pieces) != self.config.asr_vocab_size:
-            raise ValueError(f"tokenizer has {len(pieces)} tokens but asr_vocab_size is {self.config.asr_vocab_size}")
-        self.config.asr_vocab = [p if p is not None else "" for p in pieces]
-        self.config.asr_special_ids = sorted(set(tokenizer.all_special_ids))
-        table = _bytes_to_unicode()
-        normal = [p for i, p in enumerate(pieces) if i not in set(self.config.asr_special_ids) and p]
-        self.config.asr_byte_level = all(c in table for p in normal for c in p)
-
-
-class SpeechTokenizerStreamingEncoder:
-    """Encode a stream of log-mel frames block by block, with a KV cache: the streaming form of `encode`.
-
-    With a causal conv stem and block-causal attention, a block's tokens depend only on that block and earlier
-    ones, so `push`ing features in any chunk sizes and then `flush`ing gives exactly the offline tokens. The conv
-    stem keeps its last two input and two intermediate frames as left context; each encoder layer caches the
-    keys/values of finished blocks. One stream (batch 1) per instance.
-
-    Example:
-    ```python
-    >>> stream = model.streaming_encoder()
-    >>> for chunk in mel_chunks:          # [n_mels, frames] pieces of any size
-    ...     new_ids = stream.push(chunk)  # tokens of the blocks completed so far
-    >>> last_ids = stream.flush()         # the final, partial block
-    ```
-    """
-
-    def __init__(self, model: SpeechTokenizerModel):
-        cfg = model.config
-        if not cfg.causal_conv or cfg.causal_block_size is None:
-            raise ValueError("streaming needs a model with causal_conv=True and causal_block_size set")
-        self.model = model
-        self.block_mel_frames = 2 * cfg.causal_block_size  # the stem halves the frame rate
-        self.reset()
-
-    def reset(self) -> None:
-        from transformers import DynamicCache
-
-        cfg, device, dtype = self.model.config, self.model.device, self.model.dtype
-        self.buffer = torch.zeros(1, cfg.num_mel_bins, 0, device=device, dtype=dtype)
-        self.mel_context = torch.zeros(1, cfg.num_mel_bins, 2, device=device, dtype=dtype)
-        self.conv_context = torch.zeros(1, cfg.d_model, 2, device=device, dtype=dtype)
-        self.cache = DynamicCache()
-        self.frames_done = 0
-
-    @torch.no_grad()
-    def push(self, features: torch.Tensor) -> list[int]:
-        """Append `[n_mels, T]` (or `[1, n_mels, T]`) features; returns the tokens of newly completed blocks."""
-        if features.dim() == 2:
-            features = features[None]
-        if features.dim() != 3 or features.shape[:2] != (1, self.model.config.num_mel_bins):
+        """Give the model the pieces of the ASR head's (byte-level BPE) tokenizer, so a saved folder transcribes
+        standalone: `save_pretrained` writes them to `asr_vocab.json`. Also takes a `SpeechTokenizerAsrVocabulary`."""
+        vocabulary = (
+            tokenizer
+            if isinstance(tokenizer, SpeechTokenizerAsrVocabulary)
+            else SpeechTokenizerAsrVocabulary.from_tokenizer(tokenizer)
+        )
+        if len(vocabulary) != self.config.asr_vocab_size:
             raise ValueError(
-                f"features must be [{self.model.config.num_mel_bins}, frames], got {tuple(features.shape)}"
+                f"tokenizer has {len(vocabulary)} tokens but asr_vocab_size is {self.config.asr_vocab_size}"
             )
-        self.buffer = torch.cat([self.buffer, features.to(self.buffer)], dim=-1)
-        out: list[int] = []
-        while self.buffer.shape[-1] >= self.block_mel_frames:
-            out += self._block(self.buffer[..., : self.block_mel_frames])
-            self.buffer = self.buffer[..., self.block_mel_frames :]
-        return out
+        self.asr_vocabulary = vocabulary
 
-    @torch.no_grad()
-    def flush(self) -> list[int]:
-        """Encode what is left (a partial block) and reset the stream."""
-        out = self._block(self.buffer) if self.buffer.shape[-1] else []
-        self.reset()
-        return out
+    # ----------------------------------------------------------------- the vocabulary travels with the weights
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained` + `asr_vocab.json` (written first, so `push_to_hub=True` uploads it)."""
+        if kwargs.get("is_main_process", True) and not os.path.isfile(save_directory):
+            os.makedirs(save_directory, exist_ok=True)
+            stale = os.path.join(save_directory, ASR_VOCAB_NAME)
+            if self.asr_vocabulary is not None:
+                self.asr_vocabulary.save_pretrained(save_directory)
+            elif os.path.isfile(stale):  # another model's vocabulary must not be picked up with these weights
+                os.remove(stale)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def _block(self, mel: torch.Tensor) -> list[int]:
-        model, stem = self.model, self.model.conv_stem
-        frames = (mel.shape[-1] + 1) // 2
-        if self.frames_done + frames > model.config.max_source_positions:
-            raise ValueError(
-                f"stream longer than the model's {model.config.max_source_positions} frames; flush() and start anew"
-            )
-        x = torch.cat([self.mel_context, mel], dim=-1)
-        self.mel_context = x[..., -2:]
-        h = torch.cat([self.conv_context, F.gelu(stem.conv1(x))], dim=-1)
-        self.conv_context = h[..., -2:]
-        hidden = F.gelu(stem.conv2(h)).transpose(1, 2)
-        hidden = hidden + model.embed_positions(frames, offset=self.frames_done).to(hidden.dtype)
-        # keys = every cached frame + this block: block-causal by construction; a window still needs a mask
-        keys = torch.ones(1, self.frames_done + frames, dtype=torch.bool, device=hidden.device)
-        mask = model._attention_mask(keys, None, model.config.attention_window, hidden.dtype, offset=self.frames_done)
-        for layer in model.layers:
-            hidden = layer(hidden, mask, cache=self.cache)
-        self.frames_done += frames
-        valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-        z = model.quantizer.project(model._pool(hidden, valid))
-        return model.quantizer.nearest(z)[0].tolist()
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` + the folder's `asr_vocab.json` (checked against `asr_vocab_size`)."""
+        hub_keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
+        vocabulary = SpeechTokenizerAsrVocabulary.from_pretrained(
+            pretrained_model_name_or_path, expected_size=model.config.asr_vocab_size, **hub_kwargs
+        )
+        if vocabulary is not None:
+            model.asr_vocabulary = vocabulary
+        elif model.asr_vocabulary is None:
+            logger.warning(
+                "%s has no %s: the model encodes, but transcribe_tokens needs set_asr_vocabulary(tokenizer)",
+                pretrained_model_name_or_path, ASR_VOCAB_NAME,
+            )  # fmt: skip
+        return loaded
 
 
 SpeechTokenizerConfig.register_for_auto_class()
@@ -753,11 +445,6 @@ SpeechTokenizerModel.register_for_auto_class("AutoModel")
 __all__ = [
     "PAD_TOKEN_ID",
     "SpeechTokenizerOutput",
-    "SpeechTokenizerQuantizerOutput",
-    "SpeechTokenizerConvStem",
-    "SpeechTokenizerSinusoidalPositions",
-    "SpeechTokenizerVectorQuantizer",
     "SpeechTokenizerPreTrainedModel",
     "SpeechTokenizerModel",
-    "SpeechTokenizerStreamingEncoder",
 ]
