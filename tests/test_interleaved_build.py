@@ -247,3 +247,36 @@ def test_fingerprint_follows_content_not_file_dates(world, tmp_path):
     shutil.move(tmp_path / "edited", docs)
     with pytest.raises(ValueError, match="different config"):
         build_interleaved(small)  # before the fix: the old shards were silently reused for the new text
+
+
+def test_streamed_source_is_read_once_not_per_shard(world, tmp_path, monkeypatch):
+    """8 shards of a streamed parquet source read each row once (64 reads), and give the reference rows; resuming
+    with 3 shards missing reads up to the last one once more. Before the fix each shard re-streamed its prefix
+    (`skip(start).take(n)`): 8 + 16 + ... + 64 = 288 reads, quadratic in the number of shards."""
+    import pyarrow as pa
+
+    import dataset_builders.interleaved.build as build_module
+    from dataset_builders.interleaved.sources import open_text_source
+
+    root, cfg, _ = world
+    docs, ids = _documents(), [f"doc-{i:04d}" for i in range(N_DOCS)]
+    pq.write_table(pa.table({"id": ids, "text": docs}), tmp_path / "docs.parquet", row_group_size=8)
+    reads = []
+
+    def counting_source(config):
+        ds, n = open_text_source(config)
+        return ds.map(lambda row: reads.append(row["id"]) or row), n  # counts every row the stream yields
+
+    monkeypatch.setattr(build_module, "open_text_source", counting_source)
+    streamed = {**cfg, "source": str(tmp_path / "docs.parquet"), "streaming": True, "max_documents": N_DOCS}
+    out = tmp_path / "streamed"
+    build_interleaved({**streamed, "output_dir": str(out)})
+    assert len(reads) == N_DOCS and reads == ids  # one pass, in order
+    assert _rows(out) == _rows(root / "reference")
+    shards = sorted((out / "data").glob("train-*.parquet"))
+    for k in (1, 4, 6):  # lost shards: the rebuild reads past the built ones once, no re-reads
+        shards[k].unlink()
+    reads.clear()
+    build_interleaved({**streamed, "output_dir": str(out)})
+    assert len(reads) == 7 * 8 and reads == ids[: 7 * 8]
+    assert _rows(out) == _rows(root / "reference")  # exact resume: nothing lost, nothing duplicated
