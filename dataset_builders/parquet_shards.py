@@ -5,6 +5,9 @@ hidden temporary file and renamed atomically when complete, so after a crash (or
 whole, and a restart rebuilds exactly the missing ones: no duplicates, no gaps. Per-shard statistics travel inside
 the file (Parquet key-value metadata), so the stats of a resumed build are those of its shards, whichever process or
 run wrote them. Shard k belongs to worker `k % n_workers`; a worker is one (accelerate rank, local process) pair.
+
+Both generating builders use it: the interleaved builder (rows appended as they come) and the speech corpus
+(`folder="shards"`, one shard's rows written at once after synthesis).
 """
 
 from __future__ import annotations
@@ -48,10 +51,14 @@ class ShardPlan:
 
 
 class ShardedParquetWriter:
-    """Writes the shards of one split under `root/data/`; `done(k)` says whether shard k is complete."""
+    """Writes the shards of one split under `root/<folder>/`; `done(k)` says whether shard k is complete.
 
-    def __init__(self, root: str | os.PathLike, num_shards: int, split: str = "train"):
-        self.data_dir = Path(root) / "data"
+    Several splits may share a folder (their file names differ by split); `folder` exists because the speech
+    corpus has always kept its shards in `shards/` and a rerun must find the shards an earlier run left there.
+    """
+
+    def __init__(self, root: str | os.PathLike, num_shards: int, split: str = "train", *, folder: str = "data"):
+        self.data_dir = Path(root) / folder
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.num_shards = num_shards
         self.split = split

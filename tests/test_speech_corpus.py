@@ -153,6 +153,46 @@ def test_crash_then_resume_equals_uninterrupted_build(reference, sentences, tmp_
 
 
 @pytest.mark.tts
+def test_crash_while_writing_a_shard_neither_loses_nor_duplicates_rows(reference, sentences, tmp_path, monkeypatch):
+    """A crash half-way through writing a shard (some rows already in the file) and a `kill -9` leftover: the
+    resumed corpus has every row exactly once, in order, byte for byte the uninterrupted build."""
+    from dataset_builders import parquet_shards
+
+    dd, _ = reference
+    out = tmp_path / "crash_mid_write"
+    real_write = parquet_shards._ShardFile.write
+    state = {"shards": 0}
+
+    def half_then_crash(self, rows):
+        state["shards"] += 1
+        if state["shards"] == 2:  # the second shard: half its rows reach the file, then the process "dies"
+            real_write(self, rows[: len(rows) // 2])
+            assert self.tmp.is_file()
+            raise KeyboardInterrupt("simulated crash mid-shard")
+        real_write(self, rows)
+
+    monkeypatch.setattr(parquet_shards._ShardFile, "write", half_then_crash)
+    cfg = dict(CONFIG, keep_shards=True)
+    with pytest.raises(KeyboardInterrupt, match="mid-shard"):
+        sc.build_speech_corpus(sentences, cfg, out)
+    shard_dir = out / "shards"
+    assert sorted(p.name for p in shard_dir.glob("*.parquet")) == ["train-00000-of-00004.parquet"]
+    monkeypatch.setattr(parquet_shards._ShardFile, "write", real_write)
+    # what a kill -9 leaves: a hidden, half-written shard with rows that must not reach the corpus
+    (shard_dir / ".train-00001-of-00004.parquet.tmp").write_bytes(b"PAR1 half a shard")
+
+    resumed = sc.build_speech_corpus(sentences, cfg, out)
+    assert not list(shard_dir.glob(".*.tmp"))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["synthesis"]["shards_resumed"] == 1
+    for split in dd:
+        assert len(set(resumed[split]["id"])) == len(resumed[split])
+        assert resumed[split]["id"] == dd[split]["id"]
+        assert _audio_bytes(resumed[split]) == _audio_bytes(dd[split])
+    assert stats["splits"] == json.loads((reference[1] / "stats.json").read_text())["splits"]
+
+
+@pytest.mark.tts
 def test_parallel_build_is_identical(reference, sentences, tmp_path):
     dd, _ = reference
     par = sc.build_speech_corpus(sentences, dict(CONFIG, num_proc=2), tmp_path / "par")
@@ -177,7 +217,7 @@ def test_run_stage_reads_the_text_corpus(sentences, tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \[.voices.\]"):
         sc.SpeechCorpusConfig.from_dict(dict(CONFIG, voices=3))
     with pytest.raises(ValueError, match="share a speaker"):
         sc.SpeechCorpusConfig.from_dict(
@@ -262,8 +302,9 @@ def test_hub_dataset_column_mapping(tmp_path):
 
 
 def test_cached_resampler_matches_the_shared_prepare_audio():
+    from dataset_builders.speech_corpus.audio import _resample as resample
     from modeling_speechtext.audio import prepare_audio
 
     x = (np.random.default_rng(0).standard_normal(22050) * 0.1).astype(np.float32)
     for orig, new in [(22050, 16000), (22050, 15200), (32000, 16800), (16000, 16000)]:
-        np.testing.assert_allclose(sc._resample(x, orig, new, "t"), prepare_audio(x, orig, new, "t"), atol=1e-5)
+        np.testing.assert_allclose(resample(x, orig, new, "t"), prepare_audio(x, orig, new, "t"), atol=1e-5)
