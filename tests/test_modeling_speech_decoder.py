@@ -9,10 +9,16 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
-from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel, block_attention_mask
-from modeling_speechtext.models.speech_decoder.vocoder import GriffinLimVocoder, LogMelSpectrogram, StreamingVocoder
+from modeling_speechtext.models.speech_decoder.feature_extraction_speech_decoder import (
+    LogMelSpectrogram,
+    SpeechDecoderFeatureExtractor,
+)
+from modeling_speechtext.models.speech_decoder.layers_speech_decoder import block_attention_mask
+from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
+from modeling_speechtext.models.speech_decoder.vocoder import GriffinLimVocoder, StreamingVocoder
 
 TINY = dict(
     codebook_size=64, hidden_size=32, encoder_layers=1, estimator_layers=2, num_attention_heads=2,
@@ -53,7 +59,7 @@ def test_config_round_trip_and_derived_values(tmp_path):
     ],
 )
 def test_config_rejects_inconsistent_values(overrides, message):
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
         SpeechDecoderConfig(**{**TINY, **overrides})
 
 
@@ -148,18 +154,27 @@ def test_remote_code_round_trip_in_fresh_process(tmp_path):
     model = tiny_model()
     model.save_pretrained(tmp_path / "decoder")
     expected = model.generate_mel([5, 6, 7, 8, 9]).mel
-    torch.save(expected, tmp_path / "expected.pt")
+    wave = harmonic_signal(0.5)
+    torch.save({"mel": expected, "wave": wave, "target": model.extract_mel(wave, num_tokens=6)}, tmp_path / "ref.pt")
     script = textwrap.dedent(f"""
         import sys
         sys.modules["modeling_speechtext"] = None  # the package must not be needed
         import torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path / "decoder")!r}, trust_remote_code=True).eval()
+        from transformers import AutoFeatureExtractor, AutoModel
+        torch.set_num_threads(1)  # as the test process: the same reduction order, so equal to the last bit
+        path = {str(tmp_path / "decoder")!r}
+        ref = torch.load({str(tmp_path / "ref.pt")!r})
+        model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
         assert type(model).__name__ == "SpeechDecoderModel", type(model)
         assert not type(model).__module__.startswith("modeling_speechtext"), type(model).__module__
         mel = model.generate_mel([5, 6, 7, 8, 9]).mel
-        torch.testing.assert_close(mel, torch.load({str(tmp_path / "expected.pt")!r}))
+        assert torch.equal(mel, ref["mel"])
         assert model.decode([5, 6, 7, 8, 9]).shape[0] == 5 * 1280
+        fe = AutoFeatureExtractor.from_pretrained(path, trust_remote_code=True)
+        assert type(fe).__name__ == "SpeechDecoderFeatureExtractor", type(fe)
+        assert not type(fe).__module__.startswith("modeling_speechtext"), type(fe).__module__
+        out = fe(ref["wave"], sampling_rate=16000, num_tokens=6, return_tensors="pt")
+        assert torch.equal(out["mel"][0], ref["target"]) and out["mel_lengths"].tolist() == [48]
         print("ok")
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
@@ -276,3 +291,69 @@ def test_griffin_lim_inverts_a_mel():
 def test_bad_input_gives_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(tiny_model())
+
+
+# ---------------------------------------------------------------- the feature extractor (mel targets)
+
+
+def reference_log_mel(wave: torch.Tensor) -> torch.Tensor:
+    """The decoder's analysis written out independently: centered STFT, HTK filterbank, log(max(., 1e-5))."""
+    import torchaudio
+
+    spec = torch.stft(wave, 1024, 160, 640, torch.hann_window(640), center=True, return_complex=True).abs()
+    fbank = torchaudio.functional.melscale_fbanks(513, 0.0, 8000.0, 80, 16000)
+    return torch.log(torch.clamp(spec.T @ fbank, min=1e-5))  # [frames, n_mels]
+
+
+def test_feature_extractor_gives_the_model_s_mel_targets():
+    model = tiny_model()
+    fe = SpeechDecoderFeatureExtractor.from_config(model.config)
+    assert fe.frames_per_token == 8 and fe.silence == pytest.approx(math.log(1e-5))
+    wave = harmonic_signal(0.7)  # 11200 samples -> 71 centered frames
+    reference = reference_log_mel(wave)
+    torch.testing.assert_close(fe.mel(wave), reference, rtol=1e-5, atol=1e-5)
+    assert torch.equal(model.extract_mel(wave), fe.mel(wave))
+    cut, padded = model.extract_mel(wave, num_tokens=5), model.extract_mel(wave, num_tokens=10)
+    assert cut.shape == (40, 80) and torch.equal(cut, fe.mel(wave)[:40])
+    assert padded.shape == (80, 80) and torch.equal(padded[:71], fe.mel(wave)) and (padded[71:] == fe.silence).all()
+    # a batch: each clip analysed alone, right-padded with silence; numpy and torch inputs alike
+    short = harmonic_signal(0.3)
+    out = fe([wave, short.numpy()], sampling_rate=16000, num_tokens=[9, 3], return_tensors="pt")
+    assert out["mel"].shape == (2, 72, 80) and out["mel_lengths"].tolist() == [72, 24]
+    assert torch.equal(out["mel"][0], model.extract_mel(wave, 9))
+    assert torch.equal(out["mel"][1, :24], model.extract_mel(short, 3)) and (out["mel"][1, 24:] == fe.silence).all()
+    single = fe(wave, sampling_rate=16000, return_tensors="np")
+    assert single["mel"].shape == (1, 71, 80) and single["mel_lengths"].tolist() == [71]
+
+
+def test_feature_extractor_refuses_another_rate_and_warns_without_one():
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging as hf_logging
+
+    from modeling_speechtext.models.speech_decoder import feature_extraction_speech_decoder as module
+
+    fe = SpeechDecoderFeatureExtractor()
+    wave = harmonic_signal(0.2)
+    with pytest.raises(ValueError, match="audio is at 22050 Hz but .* expects 16000 Hz"):
+        fe(wave, sampling_rate=22050)
+    with CaptureLogger(hf_logging.get_logger(module.__name__)) as captured:
+        fe(wave)
+    assert "pass sampling_rate=" in captured.out
+    with pytest.raises(ValueError, match="2 num_tokens for 1 clips"):
+        fe([wave], sampling_rate=16000, num_tokens=[1, 2])
+
+
+def test_feature_extractor_is_saved_with_the_model(tmp_path):
+    import json
+
+    model = tiny_model(n_mels=64, f_max=7000.0)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["auto_map"] == {
+        "AutoFeatureExtractor": "feature_extraction_speech_decoder.SpeechDecoderFeatureExtractor"
+    }
+    assert saved["feature_size"] == 64 and saved["f_max"] == 7000.0 and "_analysis" not in saved
+    assert (tmp_path / "feature_extraction_speech_decoder.py").is_file()
+    loaded = SpeechDecoderFeatureExtractor.from_pretrained(tmp_path)
+    wave = harmonic_signal(0.4)
+    assert torch.equal(loaded.mel(wave, 5), model.extract_mel(wave, 5))

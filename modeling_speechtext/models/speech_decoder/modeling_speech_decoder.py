@@ -18,17 +18,21 @@ earlier audio as phase context and a short crossfade).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_speech_decoder import SpeechDecoderConfig
-from .vocoder import LogMelSpectrogram, StreamingVocoder, build_vocoder
+from .feature_extraction_speech_decoder import LogMelSpectrogram, SpeechDecoderFeatureExtractor
+from .flow_matching_speech_decoder import SpeechDecoderEstimator, flow_schedule
+from .streaming_speech_decoder import SpeechDecoderStreamingMixin
+from .token_encoder_speech_decoder import SpeechDecoderLengthRegulator, SpeechDecoderTokenEncoder
+from .vocoder import build_vocoder
 
 
 @dataclass
@@ -61,50 +65,6 @@ class SpeechDecoderMelOutput(ModelOutput):
     mel_lengths: torch.Tensor | None = None
 
 
-# ----------------------------------------------------------------------------------------------- building blocks
-
-
-def rotary_cos_sin(positions: torch.Tensor, dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin `[len(positions), dim]` for absolute `positions` (rotary embeddings see only differences)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim))
-    angles = positions.float()[:, None] * inv_freq[None]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
-
-
-def block_attention_mask(
-    query_positions: torch.Tensor,
-    key_positions: torch.Tensor,
-    block: int,
-    context_blocks: int = 0,
-    key_valid: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Boolean mask `[batch or 1, 1, queries, keys]`, True = may attend.
-
-    A query sees keys in its own block and earlier blocks (all keys when `block == 0`), at most
-    `context_blocks` blocks back (unbounded when 0), minus padded keys. It always sees itself, so no row is
-    empty (an empty row would make softmax NaN, and NaN leaks through masked keys in the next layer).
-    """
-    q = query_positions[:, None]
-    k = key_positions[None, :]
-    if block:
-        qb, kb = torch.div(q, block, rounding_mode="floor"), torch.div(k, block, rounding_mode="floor")
-        allowed = kb <= qb
-        if context_blocks:
-            allowed = allowed & (kb >= qb - context_blocks)
-    else:
-        allowed = torch.ones(q.shape[0], k.shape[1], dtype=torch.bool, device=q.device)
-    allowed = allowed[None, None]
-    if key_valid is not None:
-        allowed = allowed & key_valid[:, None, None, :]
-    return allowed | (q == k)[None, None]
-
-
 def _is_nested(ids) -> bool:
     """True for a batch (list of token lists / arrays / 1-D tensors), False for one token list."""
     if isinstance(ids, torch.Tensor):
@@ -115,157 +75,6 @@ def _is_nested(ids) -> bool:
     return first is not None and getattr(first, "ndim", 0 if not isinstance(first, Sequence) else 1) >= 1
 
 
-def _schedule(num_steps: int, kind: str, device: torch.device) -> torch.Tensor:
-    t = torch.linspace(0, 1, num_steps + 1, device=device)
-    return 1 - torch.cos(t * 0.5 * math.pi) if kind == "cosine" else t
-
-
-def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of flow time t in [0, 1] (scaled by 1000 like diffusion step indices)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = 1000.0 * t.float()[:, None] * freqs[None]
-    return torch.cat([args.cos(), args.sin()], dim=-1)
-
-
-class SpeechDecoderAttention(nn.Module):
-    """Multi-head self-attention with rotary positions and an optional per-stream key/value cache."""
-
-    def __init__(self, config: SpeechDecoderConfig):
-        super().__init__()
-        self.config = config  # read at call time: `attn_implementation` / `set_attn_implementation` take effect
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, x, cos, sin, mask, cache: dict | None = None):
-        b, t, _ = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is not None:
-            if "k" in cache:
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        if getattr(self.config, "_attn_implementation", None) == "eager":
-            # the plain formula: for debugging, attention maps, and backends without a fused kernel
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            y = scores.softmax(dim=-1) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, t, -1))
-
-
-class SpeechDecoderLayer(nn.Module):
-    """Pre-norm transformer layer; with `modulated=True` the norms are shifted/scaled by a conditioning
-    vector (the flow time), as in DiT: cheap and effective time conditioning for the estimator."""
-
-    def __init__(self, config: SpeechDecoderConfig, modulated: bool = False):
-        super().__init__()
-        h = config.hidden_size
-        self.attn_norm = nn.LayerNorm(h, elementwise_affine=not modulated)
-        self.attn = SpeechDecoderAttention(config)
-        self.mlp_norm = nn.LayerNorm(h, elementwise_affine=not modulated)
-        self.mlp = nn.Sequential(
-            nn.Linear(h, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, h)
-        )
-        self.dropout = nn.Dropout(config.dropout)
-        self.modulation = nn.Linear(h, 4 * h) if modulated else None
-
-    def forward(self, x, cos, sin, mask, cond: torch.Tensor | None = None, cache: dict | None = None):
-        a, b = self.attn_norm(x), None
-        if self.modulation is not None:
-            s1, b1, s2, b2 = self.modulation(cond)[:, None].chunk(4, dim=-1)
-            a = a * (1 + s1) + b1
-        x = x + self.dropout(self.attn(a, cos, sin, mask, cache))
-        b = self.mlp_norm(x)
-        if self.modulation is not None:
-            b = b * (1 + s2) + b2
-        return x + self.dropout(self.mlp(b))
-
-
-class SpeechDecoderTokenEncoder(nn.Module):
-    """Speech token ids `[batch, tokens]` -> hidden states `[batch, tokens, hidden]` (block-causal)."""
-
-    def __init__(self, config: SpeechDecoderConfig):
-        super().__init__()
-        self.config = config
-        self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
-        self.layers = nn.ModuleList([SpeechDecoderLayer(config) for _ in range(config.encoder_layers)])
-        self.norm = nn.LayerNorm(config.hidden_size)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.config
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        cos, sin = rotary_cos_sin(positions, c.hidden_size // c.num_attention_heads, c.rope_theta)
-        valid = attention_mask.bool() if attention_mask is not None else None
-        mask = block_attention_mask(positions, positions, c.block_size, c.context_blocks, valid)
-        x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
-        return self.norm(x)
-
-
-class SpeechDecoderLengthRegulator(nn.Module):
-    """Token rate -> mel frame rate: each token state is repeated `frames_per_token` times and told, by a
-    learned embedding, which of its frames it is (the tokenizer's rate is fixed, so no duration model)."""
-
-    def __init__(self, config: SpeechDecoderConfig):
-        super().__init__()
-        self.frames_per_token = config.frames_per_token
-        self.position_in_token = nn.Embedding(config.frames_per_token, config.hidden_size)
-        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        b, n, h = hidden.shape
-        up = hidden[:, :, None, :] + self.position_in_token.weight[None, None]
-        return self.proj(up.reshape(b, n * self.frames_per_token, h))
-
-
-class SpeechDecoderEstimator(nn.Module):
-    """The flow-matching network: `(x_t, t, mu) -> velocity`, all `[batch, frames, ...]`, block-causal."""
-
-    def __init__(self, config: SpeechDecoderConfig):
-        super().__init__()
-        self.config = config
-        h = config.hidden_size
-        self.time_mlp = nn.Sequential(nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))
-        self.in_proj = nn.Linear(config.n_mels, h)
-        self.layers = nn.ModuleList(
-            [SpeechDecoderLayer(config, modulated=True) for _ in range(config.estimator_layers)]
-        )
-        self.norm = nn.LayerNorm(h)
-        self.out_proj = nn.Linear(h, config.n_mels)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        mu: torch.Tensor,
-        positions: torch.Tensor,
-        frame_mask: torch.Tensor | None = None,
-        cache: list[dict] | None = None,
-        key_start: int = 0,
-    ) -> torch.Tensor:
-        """`positions`: absolute frame indices of `x`. With `cache` (one dict per layer), keys of earlier frames
-        `key_start .. positions[0]` come from the cache and the new ones are appended."""
-        c = self.config
-        cos, sin = rotary_cos_sin(positions, c.hidden_size // c.num_attention_heads, c.rope_theta)
-        key_positions = torch.arange(key_start, int(positions[-1]) + 1, device=x.device) if cache else positions
-        block = c.block_size * c.frames_per_token
-        mask = block_attention_mask(positions, key_positions, block, c.context_blocks, frame_mask)
-        cond = F.silu(self.time_mlp(_timestep_embedding(t, c.hidden_size)))
-        hidden = self.in_proj(x) + mu
-        for i, layer in enumerate(self.layers):
-            hidden = layer(hidden, cos, sin, mask, cond, cache[i] if cache else None)
-        return self.out_proj(self.norm(hidden))
-
-
-# ----------------------------------------------------------------------------------------------------- the model
-
-
 class SpeechDecoderPreTrainedModel(PreTrainedModel):
     config_class = SpeechDecoderConfig
     base_model_prefix = "speech_decoder"
@@ -274,18 +83,7 @@ class SpeechDecoderPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True  # the default; `attn_implementation="eager"` takes the explicit softmax path
 
 
-@dataclass
-class _StreamState:
-    """What `decode_stream` carries between chunks."""
-
-    tokens: list[int] = field(default_factory=list)
-    done: int = 0  # tokens already turned into mel
-    caches: list[list[dict]] = field(default_factory=list)  # [euler step][layer] -> {"k", "v"}
-    key_start: int = 0  # first frame still held in the caches
-    generator: torch.Generator | None = None
-
-
-class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
+class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedModel):
     """Speech tokens -> waveform. See the module docstring for the architecture and why streaming is exact.
 
     Mel tensors of this class are `[batch, frames, n_mels]` natural-log magnitude mel; the vocoder takes the
@@ -305,10 +103,16 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
+    def feature_extractor(self) -> SpeechDecoderFeatureExtractor:
+        """The mel analysis of this decoder's targets (built from the config; saved with the model)."""
+        if not hasattr(self, "_feature_extractor"):
+            self._feature_extractor = SpeechDecoderFeatureExtractor.from_config(self.config)
+        return self._feature_extractor
+
+    @property
     def mel_extractor(self) -> LogMelSpectrogram:
-        if not hasattr(self, "_mel_extractor"):
-            self._mel_extractor = LogMelSpectrogram.from_config(self.config)
-        return self._mel_extractor
+        """The feature extractor's analysis module (`silence`, `[batch, n_mels, frames]` mels)."""
+        return self.feature_extractor.analysis
 
     def set_vocoder(self, vocoder: nn.Module) -> None:
         """Swap the vocoder: any module mapping log-mel `[batch, n_mels, frames]` -> wave `[batch, frames*hop]`."""
@@ -316,15 +120,16 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
 
     def extract_mel(self, waveform, num_tokens: int | None = None) -> torch.Tensor:
         """Training target: log-mel `[frames, n_mels]` of a 1-D waveform at `config.sampling_rate`, cut or padded
-        (with silence) to `num_tokens * frames_per_token` frames when `num_tokens` is given."""
-        mel = self.mel_extractor(torch.as_tensor(waveform, dtype=torch.float32).reshape(-1)).T
-        if num_tokens is not None:
-            frames = num_tokens * self.config.frames_per_token
-            mel = mel[:frames]
-            if mel.shape[0] < frames:
-                pad = mel.new_full((frames - mel.shape[0], mel.shape[1]), self.mel_extractor.silence)
-                mel = torch.cat([mel, pad])
-        return mel
+        (with silence) to `num_tokens * frames_per_token` frames when `num_tokens` is given. The feature
+        extractor's work (`feature_extraction_speech_decoder.py`), kept here for callers that hold the model."""
+        return self.feature_extractor.mel(waveform, num_tokens)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained` + the feature extractor (`preprocessor_config.json`, from the config),
+        written first so that `push_to_hub=True` uploads it too."""
+        if kwargs.get("is_main_process", True) and not os.path.isfile(save_directory):
+            SpeechDecoderFeatureExtractor.from_config(self.config).save_pretrained(save_directory)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def normalize_mel(self, mel: torch.Tensor) -> torch.Tensor:
         return (mel - self.config.mel_mean) / self.config.mel_std
@@ -474,7 +279,7 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
                 zeros, torch.zeros(mu.shape[0], device=mu.device), mu, positions, frame_mask,
                 caches[0] if caches else None, key_start,
             )  # fmt: skip
-        grid = _schedule(num_steps, c.t_scheduler, mu.device)
+        grid = flow_schedule(num_steps, c.t_scheduler, mu.device)
         x = noise if self.prior_head is None else noise + self.prior_head(mu)
         for s in range(num_steps):
             v = self._velocity(x, grid[s], mu, positions, frame_mask, cfg, caches[s] if caches else None, key_start)
@@ -546,92 +351,6 @@ class SpeechDecoderModel(SpeechDecoderPreTrainedModel):
         waves = [self.vocode(m[None, :n])[0].cpu() for m, n in zip(out.mel, out.mel_lengths.tolist())]
         return waves[0] if single else waves
 
-    # ----------------------------------------------------------------------------------------------- streaming
-    def _stream_mel(self, state: _StreamState, end: int, vid, steps: int, cfg: float) -> torch.Tensor:
-        """Mel frames of tokens `state.done .. end` given everything before (caches), `[frames, n_mels]`."""
-        c = self.config
-        ids = torch.as_tensor(state.tokens[:end], device=self.device)[None]
-        hidden = self.encoder(ids)[:, state.done : end]  # block-causal: earlier states are unchanged
-        voice_ids = None if vid is None else torch.tensor([vid], device=self.device)
-        mu = self._condition(hidden, voice_ids)
-        f = c.frames_per_token
-        positions = torch.arange(state.done * f, end * f, device=self.device)
-        noise = self._noise(state.generator, end - state.done)[None]
-        if not state.caches:
-            n = 1 if c.objective == "regression" else steps
-            state.caches = [[{} for _ in range(c.estimator_layers)] for _ in range(n)]
-        mel = self._sample(mu, noise, positions, None, steps, cfg, state.caches, state.key_start)
-        state.done = end
-        if c.context_blocks and c.block_size:  # drop keys no later frame can attend to
-            keep_from = max(0, (end // c.block_size - c.context_blocks) * c.block_size * f)
-            if keep_from > state.key_start:
-                cut = keep_from - state.key_start
-                for layer_caches in state.caches:
-                    for cache in layer_caches:
-                        cache["k"], cache["v"] = cache["k"][:, :, cut:], cache["v"][:, :, cut:]
-                state.key_start = keep_from
-        return self.denormalize_mel(mel)[0]
-
-    @torch.no_grad()
-    def decode_stream(
-        self,
-        tokens: Iterable[int | Sequence[int] | torch.Tensor],
-        voice: str | int | None = None,
-        num_steps: int | None = None,
-        cfg_strength: float | None = None,
-        seed: int = 0,
-        first_chunk_tokens: int | None = None,
-        chunk_tokens: Sequence[int] | None = None,
-        codebook_size: int | None = None,
-        return_mel: bool = False,
-    ) -> Iterator[torch.Tensor]:
-        """Yield 1-D audio chunks while `tokens` arrive (single ids or lists of ids, e.g. from an LM streamer).
-
-        The first chunk is decoded after `first_chunk_tokens` (10 = 0.8 s), later ones after `chunk_tokens`
-        more each (25, 50, 100, 150, 200, then 200 again): growing chunks as in the paper's demo. Each chunk is
-        decoded with all earlier tokens and mel frames as context (block-causal caches), and the vocoder joins
-        it to the previous audio with a short crossfade. Concatenated, the chunks have the offline length.
-        With `return_mel=True` the generator yields `(audio, mel_chunk)` pairs (for tests and benchmarks).
-        """
-        c = self.config
-        self._check_ids([0], codebook_size)
-        vid = self._voice_id(voice)
-        steps = c.num_steps if num_steps is None else num_steps
-        cfg = c.cfg_strength if cfg_strength is None else cfg_strength
-        sizes = [c.first_chunk_tokens if first_chunk_tokens is None else first_chunk_tokens]
-        sizes += list(c.chunk_tokens if chunk_tokens is None else chunk_tokens)
-        if c.block_size and any(s % c.block_size for s in sizes):
-            raise ValueError(f"chunk sizes {sizes} must be multiples of block_size={c.block_size}")
-        state = _StreamState(generator=torch.Generator().manual_seed(seed))
-        streamer = StreamingVocoder(
-            self.vocoder, c.hop_length, c.vocoder_context_tokens * c.frames_per_token,
-            int(round(c.crossfade_ms * c.sampling_rate / 1000)),
-        )  # fmt: skip
-
-        def emit(end: int, final: bool):
-            mel = self._stream_mel(state, end, vid, steps, cfg)
-            audio = streamer.push(mel.T.float(), final=final)
-            return (audio, mel) if return_mel else audio
-
-        chunk = 0
-        for item in tokens:
-            new = [item] if isinstance(item, int) or (isinstance(item, torch.Tensor) and item.dim() == 0) else item
-            new = [int(x) for x in (new.tolist() if isinstance(new, torch.Tensor) else new)]
-            if new:
-                self._check_ids(new, what=f" (stream position {len(state.tokens)})")
-            state.tokens.extend(new)
-            while len(state.tokens) - state.done >= sizes[min(chunk, len(sizes) - 1)]:
-                end = state.done + sizes[min(chunk, len(sizes) - 1)]
-                chunk += 1
-                yield emit(end, final=False)
-        if not state.tokens:
-            raise ValueError("empty speech token stream: nothing to decode")
-        if len(state.tokens) > state.done:
-            yield emit(len(state.tokens), final=True)
-        else:
-            tail = streamer.flush()
-            yield (tail, torch.zeros(0, c.n_mels)) if return_mel else tail
-
 
 SpeechDecoderConfig.register_for_auto_class()
 SpeechDecoderModel.register_for_auto_class("AutoModel")
@@ -641,5 +360,4 @@ __all__ = [
     "SpeechDecoderMelOutput",
     "SpeechDecoderPreTrainedModel",
     "SpeechDecoderModel",
-    "block_attention_mask",
 ]

@@ -1,4 +1,5 @@
-"""Mel analysis and vocoders of the speech decoder: log-mel <-> waveform, offline and streamed.
+"""Vocoders of the speech decoder: log-mel -> waveform, offline and streamed (the analysis, waveform -> log-mel,
+is the feature extractor's: `feature_extraction_speech_decoder.py`).
 
 The default vocoder is Griffin-Lim (no weights, so every preset works without a vocoder training run). It is
 pluggable: any `nn.Module` mapping a log-mel `[batch, n_mels, frames]` to a waveform `[batch, frames * hop]`
@@ -15,65 +16,7 @@ import math
 import torch
 from torch import nn
 
-
-def _mel_filterbank(n_fft: int, n_mels: int, sampling_rate: int, f_min: float, f_max: float) -> torch.Tensor:
-    import torchaudio
-
-    # [n_freqs, n_mels], HTK scale, no area normalisation (the default of torchaudio's MelSpectrogram).
-    return torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sampling_rate)
-
-
-class LogMelSpectrogram(nn.Module):
-    """Waveform `[batch, samples]` (or `[samples]`) -> natural-log magnitude mel `[batch, n_mels, frames]`.
-
-    Centered frames: frame `j` is centered on sample `j * hop_length`, so `samples // hop + 1` frames; the
-    decoder keeps `n_tokens * frames_per_token` of them.
-    """
-
-    def __init__(
-        self,
-        sampling_rate: int = 16000,
-        n_fft: int = 1024,
-        win_length: int = 640,
-        hop_length: int = 160,
-        n_mels: int = 80,
-        f_min: float = 0.0,
-        f_max: float = 8000.0,
-        clamp_min: float = 1e-5,
-    ):
-        super().__init__()
-        self.sampling_rate, self.n_fft, self.win_length, self.hop_length = sampling_rate, n_fft, win_length, hop_length
-        self.n_mels, self.f_min, self.f_max, self.clamp_min = n_mels, f_min, f_max, clamp_min
-        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @classmethod
-    def from_config(cls, config) -> LogMelSpectrogram:
-        return cls(
-            config.sampling_rate, config.n_fft, config.win_length, config.hop_length, config.n_mels,
-            config.f_min, config.f_max,
-        )  # fmt: skip
-
-    @property
-    def silence(self) -> float:
-        """The log-mel value of digital silence (used to pad targets)."""
-        return math.log(self.clamp_min)
-
-    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._cache:
-            window = torch.hann_window(self.win_length, device=device)
-            fb = _mel_filterbank(self.n_fft, self.n_mels, self.sampling_rate, self.f_min, self.f_max).to(device)
-            self._cache[device] = (window, fb)
-        return self._cache[device]
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        squeeze = waveform.dim() == 1
-        waveform = waveform.float().reshape(-1, waveform.shape[-1])
-        window, fb = self._tensors(waveform.device)
-        spec = torch.stft(
-            waveform, self.n_fft, self.hop_length, self.win_length, window, center=True, return_complex=True
-        ).abs()
-        mel = torch.log(torch.clamp(torch.einsum("bft,fm->bmt", spec, fb), min=self.clamp_min))
-        return mel[0] if squeeze else mel
+from .feature_extraction_speech_decoder import mel_filterbank
 
 
 def griffin_lim(
@@ -159,7 +102,7 @@ class GriffinLimVocoder(nn.Module):
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._cache:
             window = torch.hann_window(self.win_length, device=device)
-            fb = _mel_filterbank(self.n_fft, self.n_mels, self.sampling_rate, self.f_min, self.f_max)
+            fb = mel_filterbank(self.n_fft, self.n_mels, self.sampling_rate, self.f_min, self.f_max)
             self._cache[device] = (window, torch.linalg.pinv(fb.T.double()).float().to(device))  # [n_freqs, n_mels]
         return self._cache[device]
 
@@ -238,4 +181,4 @@ class StreamingVocoder:
         return out
 
 
-__all__ = ["LogMelSpectrogram", "griffin_lim", "GriffinLimVocoder", "VOCODERS", "build_vocoder", "StreamingVocoder"]
+__all__ = ["griffin_lim", "GriffinLimVocoder", "VOCODERS", "build_vocoder", "StreamingVocoder"]
