@@ -8,7 +8,7 @@ Usage:
     accelerate launch --multi_gpu --num_processes 2 -m recipes.pretrain --config ... (torchrun; gloo on CPU)
 
 Inputs (from `run_dir` unless set): the base LM (`base_lm/`: a folder, or the model its `base_lm.json` names),
-the speech tokenizer (its codebook size), and the parts of `mixture` (see `dataset_builders.mixture`). Each part
+the speech tokenizer (its codebook size), and the parts of `mixture` (see `modeling_speechtext.data.mixture`). Each part
 is rendered into `input_ids` + `completion_mask` with the extended tokenizer; `completion_only_loss` turns the
 mask into labels (all tokens for text/interleaved/speech, the text of ASR, the speech of TTS) before TRL packs the
 stream into `max_length` blocks. A few examples of each part are held out and evaluated separately, so the loss
@@ -45,7 +45,8 @@ class PretrainArguments:
     speech_tokenizer: str | None = field(default=None, metadata={"help": "default: <run_dir>/speech_tokenizer"})
     codebook_size: int | None = field(default=None, metadata={"help": "default: the speech tokenizer's"})
     mixture: dict | None = field(
-        default=None, metadata={"help": "parts: {name: {kind, share, source, split, ...}} (dataset_builders.mixture)"}
+        default=None,
+        metadata={"help": "parts: {name: {kind, share, source, split, ...}} (modeling_speechtext.data.mixture)"},
     )
     eval_examples_per_part: int = field(default=32, metadata={"help": "held-out examples per part (per-part loss)"})
     keep_checkpoints: bool = False
@@ -90,7 +91,7 @@ def load_extended_lm(base: str, codebook_size: int):
 
 def render(dataset, tokenizer, vocab, max_length: int | None = None):
     """Neutral mixture rows -> `input_ids` + `completion_mask` (+ `part`, `id`), dropping rows with no loss token."""
-    from dataset_builders.mixture import render_segments
+    from modeling_speechtext.data.mixture import render_segments
 
     def encode(batch):
         out = {"input_ids": [], "completion_mask": []}
@@ -155,7 +156,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    from dataset_builders.mixture import build_mixture
+    from modeling_speechtext.data.mixture import build_mixture
     from recipes.train_base_lm import read_reference
 
     start = time.perf_counter()

@@ -4,7 +4,7 @@ import pytest
 from mixture_fixtures import make_mixture_run
 from t2t_fixtures import tiny_text_tokenizer
 
-from dataset_builders.mixture import MixtureConfig, build_mixture, load_part, render_segments
+from modeling_speechtext.data.mixture import MixtureConfig, build_mixture, load_part, render_segments
 from modeling_speechtext.vocab import add_speech_tokens
 
 K = 16

@@ -87,7 +87,7 @@ def test_bad_inputs(run, tmp_path):
 
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
 def test_presets_parse(preset, tmp_path):
-    from dataset_builders.mixture import MixtureConfig
+    from modeling_speechtext.data.mixture import MixtureConfig
     from modeling_speechtext.pipeline.presets import load_preset
     from recipes.pretrain import _parser
 

@@ -88,9 +88,15 @@ def rank_answers(
 
 @torch.no_grad()
 def greedy_continuations(
-    model, prompts: Sequence[list[int]], pad_token_id: int, max_new_tokens: int = 8, batch_size: int = 32
+    model,
+    prompts: Sequence[list[int]],
+    pad_token_id: int,
+    max_new_tokens: int = 8,
+    batch_size: int = 32,
+    suppress_tokens: Sequence[int] | None = None,
 ) -> list[list[int]]:
-    """Greedy new tokens after each prompt (left-padded batches through `generate`)."""
+    """Greedy new tokens after each prompt (left-padded batches through `generate`); `suppress_tokens` are never
+    generated (e.g. every speech token, for a text-only answer)."""
     device = _model_device_dtype(model)
     out: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -108,6 +114,7 @@ def greedy_continuations(
             do_sample=False,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad_token_id,
+            suppress_tokens=list(suppress_tokens) if suppress_tokens else None,
         )
         for row, i in enumerate(chunk):
             out[i] = gen[row, width:].tolist()

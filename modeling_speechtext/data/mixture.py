@@ -16,6 +16,9 @@ Parts are mixed with `datasets.interleave_datasets` and per-example probabilitie
 *tokens* (as the paper does: ~30% text); they become example probabilities by dividing each share by the part's
 mean rendered length, measured on a sample. A part is a local folder (`save_to_disk`), Parquet/JSON files, or a
 Hub dataset id (streamed with `streaming: true`).
+
+It lives in `modeling_speechtext/data/`, not `dataset_builders/`: it builds nothing to disk, it reads what the
+builders made, and the pretraining recipe needs it (recipes may not import `dataset_builders`).
 """
 
 from __future__ import annotations
