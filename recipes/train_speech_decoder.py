@@ -6,19 +6,19 @@ on `id`) and `speech_tokenizer` stage (codebook size, and its ASR for resynthesi
 `mels.png` (decoded vs true log-mel of validation utterances) into --output_dir.
 
     # the demo preset, after `speechtext pipeline --preset demo --output_dir runs/demo` built the inputs
-    python recipes/train_speech_decoder.py --config recipes/configs/demo/speech_decoder.yaml \
+    python -m recipes.train_speech_decoder --config recipes/configs/demo/speech_decoder.yaml \
         --run_dir runs/demo --output_dir runs/demo/speech_decoder
 
     # the ablation: plain L1 mel regression with the same network
-    python recipes/train_speech_decoder.py --config recipes/configs/demo/speech_decoder.yaml \
+    python -m recipes.train_speech_decoder --config recipes/configs/demo/speech_decoder.yaml \
         --run_dir runs/demo --output_dir runs/demo_decoder_regression --objective regression
 
     # with the token-consistency loss (the frozen tokenizer must read the decoded mel back as its tokens)
-    python recipes/train_speech_decoder.py --config recipes/configs/tiny/speech_decoder.yaml \
+    python -m recipes.train_speech_decoder --config recipes/configs/tiny/speech_decoder.yaml \
         --run_dir runs/tiny --output_dir runs/tiny_decoder_tc --token_loss_weight 0.1
 
     # several processes or GPUs
-    accelerate launch --config_file recipes/accelerate/ddp.yaml recipes/train_speech_decoder.py \
+    accelerate launch --config_file recipes/accelerate/ddp.yaml -m recipes.train_speech_decoder \
         --config recipes/configs/paper/speech_decoder.yaml --run_dir runs/paper --output_dir runs/paper/speech_decoder
 
 Any YAML key can be overridden on the command line (`--max_steps 50`). An interrupted run resumes from the
@@ -483,29 +483,22 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> dict:
-    """`--config file.yaml` supplies defaults; every other flag overrides them."""
-    import argparse
+    """`--config file.yaml` supplies defaults, every other flag overrides them (TRL's parser, as the other recipes).
 
-    from modeling_speechtext.pipeline.presets import load_yaml
+    `TrlParser` rejects YAML keys that are no field of the three argument classes, so a typo fails loudly.
+    """
+    from trl import TrlParser
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
-    parser = make_parser()
-    if known.config:
-        defaults = load_yaml(known.config)
-        unknown = set(defaults) - {a.dest for a in parser._actions}
-        if unknown:
-            raise ValueError(f"{known.config}: unknown keys {sorted(unknown)}")
-        parser.set_defaults(**defaults)
-    if not torch.cuda.is_available() and "--use_cpu" not in rest:
-        parser.set_defaults(use_cpu=True)
-    data, model_args, training_args = parser.parse_args_into_dataclasses(rest)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not torch.cuda.is_available() and "--use_cpu" not in argv:
+        argv += ["--use_cpu", "true"]
+    parser = TrlParser((DataArguments, ModelArguments, DecoderTrainingArguments))
+    data, model_args, training_args = parser.parse_args_and_config(args=argv)
     return main(data, model_args, training_args)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cli(sys.argv[1:])
+    cli()
 
 __all__ = ["DataArguments", "ModelArguments", "DecoderTrainingArguments", "MelDataset", "collate", "main", "run_stage"]

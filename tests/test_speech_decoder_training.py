@@ -253,3 +253,16 @@ def test_push_to_hub_uploads_the_finished_folder(run_dir, tmp_path, monkeypatch)
     repo_id, files = uploads[0]
     assert repo_id == "me/decoder" and {"README.md", "metrics.json", "model.safetensors"} <= set(files)
     assert not [f for f in files if f.startswith("checkpoint-")]
+
+
+def test_cli_reads_yaml_with_overrides_and_rejects_unknown_keys(tmp_path, monkeypatch):
+    """`--config` + flag overrides go through `TrlParser`; a YAML typo is a clear error, not a silent default."""
+    seen = {}
+    monkeypatch.setattr(recipe, "main", lambda data, model_args, args: seen.update(steps=args.max_steps,
+                        hidden=model_args.hidden_size, cpu=args.use_cpu) or {})  # fmt: skip
+    (tmp_path / "ok.yaml").write_text("max_steps: 3\nhidden_size: 16\n")
+    recipe.cli(["--config", str(tmp_path / "ok.yaml"), "--max_steps", "5", "--output_dir", str(tmp_path / "o")])
+    assert seen == {"steps": 5, "hidden": 16, "cpu": torch.cuda.is_available() is False}
+    (tmp_path / "bad.yaml").write_text("max_steps: 3\nhiden_size: 16\n")
+    with pytest.raises(ValueError, match="hiden_size"):
+        recipe.cli(["--config", str(tmp_path / "bad.yaml"), "--output_dir", str(tmp_path / "o")])
