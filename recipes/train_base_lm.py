@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 from trl import SFTConfig
 
 from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
+from recipes.common import finish_run, plot_loss_curve
 
 logger = logging.getLogger("train_base_lm")
 
@@ -184,26 +184,6 @@ def qa_metrics(model, tokenizer, qa_path: Path | None, samples: int, seed: int) 
     }
 
 
-def plot_loss(log_history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for points, label in ((train, "train"), (evals, "validation")):
-        if points:
-            ax.plot(*zip(*points), marker="o" if label == "validation" else None, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy per token")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def base_lm_card(metrics: dict[str, Any]) -> str:
     """Model card: what it is, how it was trained, its numbers, and how to load it."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, dict))
@@ -305,12 +285,8 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
     }
     metrics.update(qa_metrics(saved, tokenizer, paths["qa"], args.qa_eval_samples, training_args.seed))
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    plot_loss(trainer.state.log_history, output_dir / "loss_curve.png")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output_dir / "README.md").write_text(base_lm_card(metrics))
-    if not args.keep_checkpoints:
-        for ckpt in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
+    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", "cross-entropy per token", "validation")
+    finish_run(output_dir, metrics, base_lm_card(metrics), keep_checkpoints=args.keep_checkpoints)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import sys
 import time
 from collections import Counter
@@ -46,6 +45,7 @@ from modeling_speechtext.hub.model_cards import speech_decoder_card
 from modeling_speechtext.hub.upload import take_push_settings, upload_folder_to_hub
 from modeling_speechtext.models.speech_decoder.configuration_speech_decoder import SpeechDecoderConfig
 from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
+from recipes.common import finish_run
 
 logger = logging.getLogger(__name__)
 
@@ -446,10 +446,7 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         metrics["final_token_accuracy"] = token_logs[-1]["token_accuracy"]
     metrics.update(evaluate(model, splits, data, output_dir, training_args.seed))
     metrics["total_seconds"] = round(time.perf_counter() - start, 1)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output_dir / "README.md").write_text(speech_decoder_card(metrics))
-    for ckpt in output_dir.glob("checkpoint-*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
+    finish_run(output_dir, metrics, speech_decoder_card(metrics), trailing_newline=False)
     if push:
         metrics["hub_url"] = upload_folder_to_hub(output_dir, **push)
     logger.info("metrics: %s", json.dumps(metrics))

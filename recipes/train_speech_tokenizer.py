@@ -2,15 +2,15 @@
 
 Usage (one process, as the demo pipeline runs it):
 
-    python recipes/train_speech_tokenizer.py --config recipes/configs/demo/speech_tokenizer.yaml \\
+    python -m recipes.train_speech_tokenizer --config recipes/configs/demo/speech_tokenizer.yaml \\
         --run_dir runs/demo --output_dir runs/demo/speech_tokenizer
 
     # any field of the YAML can be overridden on the command line
-    python recipes/train_speech_tokenizer.py --config recipes/configs/demo/speech_tokenizer.yaml \\
+    python -m recipes.train_speech_tokenizer --config recipes/configs/demo/speech_tokenizer.yaml \\
         --run_dir runs/demo --max_steps 200 --codebook_size 256
 
     # data-parallel (CPU/gloo here; GPU DDP/FSDP configs in recipes/accelerate/)
-    accelerate launch --config_file recipes/accelerate/cpu_ddp.yaml recipes/train_speech_tokenizer.py \\
+    accelerate launch --config_file recipes/accelerate/cpu_ddp.yaml -m recipes.train_speech_tokenizer \\
         --config recipes/configs/demo/speech_tokenizer.yaml --run_dir runs/demo
 
 Inputs: `<run_dir>/speech_corpus/dataset` (DatasetDict train/validation/test_unseen_voices) and the ASR
@@ -34,14 +34,10 @@ import os
 import random
 import re
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # `python recipes/train_speech_tokenizer.py` from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 logger = logging.getLogger("train_speech_tokenizer")
 

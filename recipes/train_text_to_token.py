@@ -2,20 +2,20 @@
 
 Usage (one process, as the pipeline runs it):
 
-    python recipes/train_text_to_token.py --config recipes/configs/demo/text_to_token.yaml \\
+    python -m recipes.train_text_to_token --config recipes/configs/demo/text_to_token.yaml \\
         --run_dir runs/demo --output_dir runs/demo/text_to_token
 
     # any field of the YAML can be overridden on the command line
-    python recipes/train_text_to_token.py --config recipes/configs/demo/text_to_token.yaml \\
+    python -m recipes.train_text_to_token --config recipes/configs/demo/text_to_token.yaml \\
         --run_dir runs/demo --output_dir /tmp/t2t --num_train_epochs 2 --hidden_size 128
 
     # start from a pretrained causal LM (Hub id or folder; its tokenizer is used), or train a saved
     # text-to-token model further (its size and vocabulary are kept; the size fields are then ignored)
-    python recipes/train_text_to_token.py --config recipes/configs/paper/text_to_token.yaml \\
+    python -m recipes.train_text_to_token --config recipes/configs/paper/text_to_token.yaml \\
         --run_dir runs/paper --output_dir runs/paper/text_to_token --model_name_or_path Qwen/Qwen2.5-0.5B
 
     # data-parallel: torchrun underneath (accelerate's MULTI_CPU mode needs mpirun); gloo on CPU
-    accelerate launch --multi_gpu --num_processes 2 recipes/train_text_to_token.py \\
+    accelerate launch --multi_gpu --num_processes 2 -m recipes.train_text_to_token \\
         --config recipes/configs/demo/text_to_token.yaml --run_dir runs/demo --output_dir runs/demo/text_to_token
 
 Inputs: `<run_dir>/speech_tokens/dataset` (text + `speech_ids` per utterance), the text tokenizer
@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -46,9 +44,7 @@ from trl import SFTConfig
 
 from modeling_speechtext.hardware import AutoPrecisionMixin, reset_accelerator_precision
 from modeling_speechtext.hub.upload import take_push_settings, upload_folder_to_hub
-
-if __package__ in (None, ""):  # `python recipes/train_text_to_token.py` from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from recipes.common import finish_run, plot_loss_curve
 
 logger = logging.getLogger("train_text_to_token")
 
@@ -324,26 +320,6 @@ def evaluate_tts(
     return metrics
 
 
-def plot_losses(log_history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for points, label in ((train, "train"), (evals, "eval")):
-        if points:
-            ax.plot(*zip(*points), marker="o" if label == "eval" else None, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy on speech tokens")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def inference_model(trainer):
     """The trained model, as a float32 model loaded from the saved folder would run.
 
@@ -476,14 +452,11 @@ def train(args: TextToTokenArguments, training_args) -> dict[str, Any]:
             if args.mbr_samples else None,
         )  # fmt: skip
         metrics.update({k: round(v, 4) if isinstance(v, float) else v for k, v in tts.items()})
-        synth.config.save(output_dir)  # the chosen temperature
+        synth.save_settings(output_dir)  # the chosen temperature, in synthesis and generation config alike
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output_dir / "README.md").write_text(text_to_token_card(metrics, model.config.model_type, args.speech_tokens))
-    if not args.keep_checkpoints:
-        for ckpt in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
+    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", "cross-entropy on speech tokens")
+    card = text_to_token_card(metrics, model.config.model_type, args.speech_tokens)
+    finish_run(output_dir, metrics, card, keep_checkpoints=args.keep_checkpoints)
     if push:  # (only the main process gets here)
         metrics["hub_url"] = upload_folder_to_hub(output_dir, **push)
     logger.info("metrics: %s", metrics)
