@@ -294,6 +294,20 @@ def quantizer_ready(args, step: int, ctc_ema: float | None) -> bool:
     return ctc_ema is not None and ctc_ema < args.quantizer_start_loss
 
 
+def rank_zero_decides(accelerator, decision: bool) -> bool:
+    """Rank 0's decision, on every rank.
+
+    Why: each rank sees its own CTC loss and its own clock, so deciding alone lets one rank switch the quantizer
+    on (or stop for `max_minutes`) a step before another: the DDP all-reduces then pair different graphs, or one
+    rank waits forever for a step its peers never take.
+    """
+    if accelerator.num_processes == 1:
+        return decision
+    from accelerate.utils import broadcast_object_list
+
+    return bool(broadcast_object_list([decision], from_process=0)[0])
+
+
 def init_codebook(model, data: Data, args, step_seed: int) -> int:
     """Fill the codebook from real pooled encoder outputs (k-means), the cure for VQ collapse."""
     import torch
@@ -378,11 +392,16 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
         batches = batches[accelerator.process_index :: accelerator.num_processes]
         for b_index in range(state["batch_in_epoch"], len(batches)):
             step = state["step"]
-            if not state["codebook_initialized"] and quantizer_ready(args, step, state.get("ctc_ema")):
+            if not state["codebook_initialized"] and rank_zero_decides(
+                accelerator, quantizer_ready(args, step, state.get("ctc_ema"))
+            ):
                 n = init_codebook(raw, data, args, args.seed + step)
                 state["codebook_initialized"] = True
                 state["quantizer_start_step"] = step
-                logger.info("step %d: codebook initialised from %d encoder outputs (k-means)", step, n)
+                logger.info(  # on every rank: the ranks must agree on this step (rank_zero_decides)
+                    "[rank %d] step %d: codebook initialised from %d encoder outputs (k-means)",
+                    accelerator.process_index, step, n,
+                )  # fmt: skip
             batch = batches[b_index]
             feats, mask, labels = collate(data.train, batch, data.labels)
             feats = augment_features(feats, mask, augmentation)
@@ -414,7 +433,9 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
             window["aux"] += out.aux_ctc_loss.item() if out.aux_ctc_loss is not None else 0.0
             window["ppl"] += out.codebook_perplexity.item() if out.codebook_perplexity is not None else 0.0
             step = state["step"]
-            over_time = args.max_minutes is not None and time.perf_counter() - start > 60 * args.max_minutes
+            over_time = args.max_minutes is not None and rank_zero_decides(
+                accelerator, time.perf_counter() - start > 60 * args.max_minutes
+            )
             done = step >= args.max_steps or over_time
             if step % args.logging_steps == 0 or done:
                 elapsed = time.perf_counter() - step_start
@@ -597,6 +618,7 @@ __all__ = [
     "SpeechTokenizerModelArguments",
     "SpeechTokenizerTrainingArguments",
     "build_model",
+    "rank_zero_decides",
     "train",
     "run_stage",
     "main",
