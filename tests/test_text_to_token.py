@@ -1,3 +1,9 @@
+import contextlib
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
@@ -14,34 +20,81 @@ def synth():
     return tiny_t2t(codebook_size=32)
 
 
+def plain_greedy(synth, texts, voice=None):
+    """Greedy speech ids by plain `generate()` with the shipped rule, one text at a time (no synthesizer code)."""
+    from dataclasses import replace
+
+    import torch
+
+    from modeling_speechtext.models.text_to_token.custom_generate.generate import generate
+
+    config = replace(synth.config, do_sample=False, voice=voice)
+    generation_config = config.generation_config(synth.vocab, synth.pad_token_id, 512)
+    out = []
+    for text, prompt in zip(texts, synth.encode_prompts(texts, voice)):
+        ids = generate(synth.model, input_ids=torch.tensor([prompt]), generation_config=generation_config,
+                       tokenizer=synth.tokenizer)[0, len(prompt):].tolist()  # fmt: skip
+        speech = synth.vocab.token_to_speech_ids(
+            ids[: ids.index(synth.vocab.end_of_audio_id)] if synth.vocab.end_of_audio_id in ids else ids
+        )
+        out.append(speech[: config.token_budget(text)])  # a runaway keeps its budget, as the synthesizer does
+    return out
+
+
 def test_batched_equals_one_by_one_and_is_seeded(synth):
     texts = SENTENCES + ["Hi."]
     batched = synth.synthesize(texts, batch_size=4, return_dict=True)
     single = synth.synthesize(texts, batch_size=1)
     assert batched.speech_ids == single  # per-row generators: a row's tokens do not depend on its batch
     assert batched.speech_ids == synth.synthesize(texts, batch_size=7)
-    assert batched.speech_ids == synth.synthesize(texts, batch_size=1, cache_implementation=None)  # dynamic cache
     assert all(0 <= t < 32 for ids in batched.speech_ids for t in ids)
     assert batched.num_tokens == sum(map(len, single)) > 0
     other_seed = synth.synthesize(texts, seed=1)
     assert other_seed != single
     greedy = synth.synthesize(texts, do_sample=False, batch_size=3)
     assert greedy == synth.synthesize(texts, do_sample=False, batch_size=1)
+    assert greedy == plain_greedy(synth, texts)  # the synthesizer's greedy is plain generate() with the rule
     explicit = synth.synthesize(texts[:2], seeds=[5, 5])
     assert explicit == synth.synthesize(texts[:2], seeds=[5, 5], batch_size=1)
 
 
+@contextlib.contextmanager
+def end_of_audio_below_best_speech_token(synth, margin: float):
+    """Make the model score `<|end_of_audio|>` `margin` below its best speech token at every step.
+
+    A premise by construction instead of a hope about a random model: a huge margin never ends a span; a small one
+    never ends it greedily, while sampling at a high temperature sometimes does.
+    """
+    vocab = synth.vocab
+    speech = slice(vocab.audio_offset, vocab.audio_offset + vocab.codebook_size)
+
+    def hook(module, inputs, logits):
+        logits = logits.clone()
+        logits[..., vocab.end_of_audio_id] = logits[..., speech].max(dim=-1).values - margin
+        return logits
+
+    handle = synth.model.lm_head.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_runaway_generation_is_cut_and_flagged(synth):
-    texts = ["Mary went to the kitchen and then to the garden."] * 3
+    texts = ["Mary went to the kitchen and then to the garden.", "Hi."]
     cfg = synth.config
-    out = synth.synthesize(texts, return_dict=True, max_tokens_per_char=0.1, min_token_budget=2)
-    budget = SynthesisConfig(max_tokens_per_char=0.1, min_token_budget=2).token_budget(texts[0])
-    assert budget == 5
-    for ids, cut in zip(out.speech_ids, out.truncated):
-        assert len(ids) <= budget
-        assert not cut or len(ids) == budget
-    # a random model rarely says <|end_of_audio|> early: with a tiny budget most rows are flagged
-    assert sum(out.truncated) >= 1
+    tight = SynthesisConfig(max_tokens_per_char=0.1, min_token_budget=2)
+    budgets = [tight.token_budget(t) for t in texts]
+    assert budgets == [5, 2]
+    with end_of_audio_below_best_speech_token(synth, margin=1e4):  # never ends: every row is a runaway
+        for path in ({}, {"continuous_batching": False}):
+            out = synth.synthesize(texts, return_dict=True, max_tokens_per_char=0.1, min_token_budget=2, **path)
+            assert out.truncated == [True, True]
+            assert [len(ids) for ids in out.speech_ids] == budgets  # cut exactly at each row's own budget
+    ended = synth.synthesize(texts, return_dict=True, max_tokens_per_char=100, min_token_budget=2)
+    assert not any(ended.truncated) or all(
+        len(i) == b for i, b, c in zip(ended.speech_ids, budgets, ended.truncated) if c
+    )
     assert synth.config == cfg  # per-call overrides do not stick
 
 
@@ -82,7 +135,7 @@ def test_prompt_format_and_tts_wer():
 def test_row_budget_stops_each_row_at_its_own_budget():
     import torch
 
-    from modeling_speechtext.generation.text_to_token import _row_budget_criterion
+    from modeling_speechtext.generation.speech_sampling import row_budget_criterion as _row_budget_criterion
 
     def batch(n_new):  # prompt of 2 tokens; rows 0-2 closed with <|end_of_audio|> (id 9) after 2 speech tokens
         rows = [[1, 1] + [5, 5, 9] + [0] * (n_new - 3) for _ in range(3)] + [[1, 1] + [5] * n_new]
@@ -124,7 +177,8 @@ def test_voice_conditioning(tmp_path):
     assert prompt[0] == synth.tokenizer.convert_tokens_to_ids(voice_token("flite:rms"))  # one token, not pieces
     a = synth.synthesize(SENTENCES, do_sample=False)
     b = synth.synthesize(SENTENCES, do_sample=False, voice="flite:rms")
-    assert a != b  # the voice token changes the prompt, so a random model answers differently
+    # what the model answers to the voice's own prompt, decoded by plain generate() with the shipped rule
+    assert b == plain_greedy(synth, SENTENCES, "flite:rms") and a == plain_greedy(synth, SENTENCES, "espeak:en+f2")
     synth.save_pretrained(tmp_path / "t2t")
     loaded = TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t")
     assert loaded.voices == synth.voices and loaded.synthesize(SENTENCES, do_sample=False) == a
@@ -184,20 +238,150 @@ def test_minimum_bayes_risk_returns_the_consensus_candidate(synth):
 
 
 def test_runaway_retries_redraw_only_the_cut_texts(synth):
-    texts = [f"{s} {s}" for s in SENTENCES] * 2  # long enough that the random model rarely ends in time
+    texts = [f"{s} {s}" for s in SENTENCES] * 2
     tight = {"max_tokens_per_char": 0.08, "min_token_budget": 2, "do_sample": False}
-    first = synth.synthesize(texts, return_dict=True, **tight)
-    assert sum(first.truncated) >= 3  # the premise: greedy runs away on most of them
-    out = synth.synthesize(texts, return_dict=True, runaway_retries=30, retry_temperature=2.0, **tight)
-    assert out.stats["runaways_before_retries"] == sum(first.truncated)
-    assert sum(out.truncated) < sum(first.truncated)  # some re-draws ended with <|end_of_audio|>
-    for i, cut in enumerate(first.truncated):
-        if not cut:  # a text that ended the first time is never touched
-            assert out.speech_ids[i] == first.speech_ids[i] and not out.truncated[i]
-        elif not out.truncated[i]:  # a rescued one: a different, complete decode within the budget
-            assert out.speech_ids[i] != first.speech_ids[i]
-            assert len(out.speech_ids[i]) <= SynthesisConfig(**tight).token_budget(texts[i])
-    # re-draws are seeded per text: the same result in any batch, and again on a second call
-    assert out.speech_ids == synth.synthesize(texts, batch_size=1, runaway_retries=30, retry_temperature=2.0, **tight)
+    with end_of_audio_below_best_speech_token(synth, margin=0.5):  # greedy never ends; hot samples sometimes do
+        runaway = synth.synthesize(texts, return_dict=True, **tight)
+        assert all(runaway.truncated)
+        out = synth.synthesize(texts, return_dict=True, runaway_retries=30, retry_temperature=2.0, **tight)
+        assert out.stats["runaways_before_retries"] == len(texts)
+        assert 0 < sum(not cut for cut in out.truncated)  # some re-draws ended with <|end_of_audio|>
+        for i, cut in enumerate(out.truncated):
+            if not cut:  # a rescued one: a different, complete decode within the budget
+                assert out.speech_ids[i] != runaway.speech_ids[i]
+                assert len(out.speech_ids[i]) <= SynthesisConfig(**tight).token_budget(texts[i])
+        # re-draws are seeded per text: the same result in any batch, and again on a second call
+        again = synth.synthesize(texts, batch_size=1, runaway_retries=30, retry_temperature=2.0, **tight)
+        assert again == out.speech_ids
+    # texts that end are never re-drawn; texts that can never end stay flagged with their first decode
+    for margin, cut in ((-1e4, False), (1e4, True)):
+        with end_of_audio_below_best_speech_token(synth, margin=margin):
+            first = synth.synthesize(texts, return_dict=True, **tight)
+            out = synth.synthesize(texts, return_dict=True, runaway_retries=3, retry_temperature=2.0, **tight)
+        assert first.truncated == out.truncated == [cut] * len(texts)
+        assert out.speech_ids == first.speech_ids
+        assert all(
+            len(ids) == (SynthesisConfig(**tight).token_budget(t) if cut else 1)
+            for ids, t in zip(out.speech_ids, texts)
+        )
     with pytest.raises(ValueError, match="runaway_retries must be >= 0"):
         synth.synthesize(texts, runaway_retries=-1)
+
+
+def test_static_cache_is_used_and_gives_the_tokens_of_the_dynamic_cache(synth):
+    """`cache_implementation="static"` reaches `generate()` (the continuous-batching path has its own cache)."""
+    texts = SENTENCES
+    seen = []
+    generate = synth.model.generate
+
+    def spy(*args, generation_config=None, **kwargs):
+        seen.append(generation_config.cache_implementation)
+        return generate(*args, generation_config=generation_config, **kwargs)
+
+    dynamic = synth.synthesize(texts, continuous_batching=False, batch_size=4)
+    synth.model.generate = spy
+    try:
+        static = synth.synthesize(texts, continuous_batching=False, batch_size=4, cache_implementation="static")
+    finally:
+        del synth.model.generate
+    assert seen == ["static", "static"]  # two batches of at most 4, each on a preallocated cache
+    assert static == dynamic == synth.synthesize(texts)  # = the continuous-batching tokens too
+
+
+def test_saved_generation_config_describes_the_synthesizer(synth, tmp_path):
+    synth.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "generation_config.json").read_text())
+    vocab, cfg = synth.vocab, synth.config
+    assert saved["eos_token_id"] == vocab.end_of_audio_id and saved["pad_token_id"] == synth.pad_token_id
+    assert saved["do_sample"] is True and saved["temperature"] == cfg.temperature and saved["top_k"] == 0
+    assert saved["max_length"] == 512  # the model's positions: the hard bound; the per-text budget below
+    assert (saved["max_tokens_per_char"], saved["min_token_budget"]) == (cfg.max_tokens_per_char, cfg.min_token_budget)
+    assert (saved["speech_token_offset"], saved["speech_codebook_size"]) == (vocab.audio_offset, 32)
+    assert (tmp_path / "custom_generate" / "generate.py").is_file()
+    synth.config = SynthesisConfig(**{**vars(cfg), "do_sample": False, "num_beams": 3})
+    try:
+        synth.save_settings(tmp_path)  # settings change (the recipe tunes them): both files follow
+    finally:
+        synth.config = cfg
+    saved = json.loads((tmp_path / "generation_config.json").read_text())
+    assert saved["do_sample"] is False and saved["num_beams"] == 3 and "temperature" not in saved
+    assert json.loads((tmp_path / "synthesis_config.json").read_text())["num_beams"] == 3
+
+
+FRESH_PROCESS = """
+import json, sys
+
+class Block:  # the editable install would otherwise make our package importable
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("modeling_speechtext", "dataset_builders", "recipes"):
+            raise ImportError("blocked: " + name)
+
+sys.meta_path.insert(0, Block())
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+torch.set_num_threads(1)
+path, texts = sys.argv[1], json.loads(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+inputs = tokenizer([t + "<|begin_of_audio|>" for t in texts], return_tensors="pt", padding=True,
+                   add_special_tokens=False)
+width = inputs["input_ids"].shape[1]
+result = {}
+plain = AutoModelForCausalLM.from_pretrained(path)  # no trust_remote_code: no speech rule
+torch.manual_seed(0)
+result["plain"] = plain.generate(**inputs, max_new_tokens=20)[:, width:].tolist()
+model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)
+result["generate_module"] = model.generate.func.__module__
+for name, settings in {"sampled": {}, "greedy": {"do_sample": False}}.items():
+    torch.manual_seed(0)
+    result[name] = model.generate(**inputs, tokenizer=tokenizer, **settings)[:, width:].tolist()
+scope = {}
+exec(sys.argv[3], scope)  # the model card's plain-transformers snippet, as a user would paste it
+result["card"] = scope["speech_ids"]
+print(json.dumps(result))
+"""
+
+
+def card_snippet(path) -> str:
+    """The plain-transformers part of the text-to-token card's usage block, pointed at `path`."""
+    from modeling_speechtext.hub.model_cards import text_to_token_card
+
+    card = text_to_token_card({"codebook_size": 32}, "llama")
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    plain = code.split("# or, with the speechtext package", 1)[0]
+    assert "trust_remote_code=True" in plain and "tokenizer=tokenizer" in plain
+    return plain.replace("path/or/repo", str(path))
+
+
+def test_plain_generate_of_a_saved_folder_writes_speech_tokens_only(synth, tmp_path):
+    """The folder alone (fresh process, package not importable) + `trust_remote_code=True`: speech, then the end."""
+    synth.save_pretrained(tmp_path / "t2t")
+    texts = SENTENCES
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FRESH_PROCESS), str(tmp_path / "t2t"), json.dumps(texts),
+         card_snippet(tmp_path / "t2t")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PYTHONPATH": "",
+             "HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    vocab, pad = synth.vocab, synth.pad_token_id
+    speech = set(vocab.speech_token_range)
+    # the premise (seeded): without the rule, this untrained model writes text tokens into the speech span
+    assert any(t not in speech and t not in (vocab.end_of_audio_id, pad) for row in result["plain"] for t in row)
+    assert result["generate_module"].startswith("transformers_modules"), result["generate_module"]
+    budgets = [synth.config.token_budget(t) + 1 for t in texts]
+    for name in ("sampled", "greedy"):
+        for row, limit in zip(result[name], budgets):
+            end = next((i for i, t in enumerate(row) if t not in speech), len(row))  # the speech span
+            assert 0 < end <= limit, (name, row)  # at least one speech token, at most the text's budget (+1)
+            closed = end < len(row) and row[end] == vocab.end_of_audio_id
+            assert closed or end == limit, (name, row)  # ends with <|end_of_audio|>, or is cut at the budget
+            assert all(t == pad for t in row[end + closed :]), (name, row)  # then padding only
+    # greedy plain generate in a batch = the synthesizer's greedy decode of the same texts
+    greedy = [vocab.token_to_speech_ids(row)[: b - 1] for row, b in zip(result["greedy"], budgets)]
+    assert greedy == synth.synthesize(texts, do_sample=False)
+    card = result["card"]  # the card's two texts: codebook ids within each text's budget
+    card_budgets = [synth.config.token_budget(t) + 1 for t in ("john went to the kitchen", "where is mary")]
+    assert [0 < len(ids) <= b for ids, b in zip(card, card_budgets)] == [True, True]
+    assert all(0 <= t < 32 for ids in card for t in ids)

@@ -109,15 +109,32 @@ produce for that text spoken aloud ({metrics.get("codebook_size", "?")}-entry co
 audio is synthesized: this model turns text spans into speech spans when building synthetic interleaved
 speech-text data (GLM-4-Voice recipe). The loss covered the speech side only. {f"Trained on `{data}`." if data else ""}
 
-Plain transformers works too: the prompt is `text<|begin_of_audio|>`, generation ends at `<|end_of_audio|>`
-(`AutoModelForCausalLM` + `AutoTokenizer`); the synthesizer adds batching, the speech-only logits mask, the
-runaway guard and MBR decoding. Its settings are in `synthesis_config.json`.
+Plain transformers works with `trust_remote_code=True`: the folder ships the speech-only rule as
+`custom_generate/generate.py` (transformers' Hub custom generation), so `model.generate()` writes only speech tokens
+and then `<|end_of_audio|>`. Without `trust_remote_code=True` that rule is not loaded and the model may write text
+tokens. The prompt is `text<|begin_of_audio|>` (left-padded in a batch); `generation_config.json` holds the
+sampling settings the synthesizer uses, `eos_token_id` = `<|end_of_audio|>` and, with `tokenizer=` passed to
+`generate()`, the per-text token budget (`max_tokens_per_char`, `min_token_budget`). What plain `generate()` does
+not do: per-text seeded sampling (a text's tokens independent of its batch), continuous batching, runaway retries
+and MBR decoding. `TextToTokenSynthesizer` does those; its settings are in `synthesis_config.json`.
 """
     usage = """
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("path/or/repo", trust_remote_code=True)  # + custom_generate/generate.py
+tokenizer = AutoTokenizer.from_pretrained("path/or/repo", padding_side="left")
+texts = ["john went to the kitchen", "where is mary"]
+inputs = tokenizer([t + "<|begin_of_audio|>" for t in texts], return_tensors="pt", padding=True, add_special_tokens=False)
+out = model.generate(**inputs, tokenizer=tokenizer)  # <|audio_i|> tokens, then <|end_of_audio|>
+offset = model.generation_config.speech_token_offset
+speech_ids = [[t - offset for t in row if offset <= t < offset + model.generation_config.speech_codebook_size]
+              for row in out[:, inputs["input_ids"].shape[1]:].tolist()]
+
+# or, with the speechtext package (seeded per text, continuous batching, retries, MBR):
 from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
 synth = TextToTokenSynthesizer.from_pretrained("path/or/repo")
-speech_ids = synth.synthesize(["john went to the kitchen"], seed=0)  # one list of codebook ids per text
+speech_ids = synth.synthesize(texts, seed=0)  # one list of codebook ids per text
 """
     note = "The judge is the speech tokenizer's own ASR head, so the real-token WER is the reference point."
     tags = ["text-to-speech-tokens", model_type]
