@@ -280,3 +280,20 @@ def test_streamed_source_is_read_once_not_per_shard(world, tmp_path, monkeypatch
     build_interleaved({**streamed, "output_dir": str(out)})
     assert len(reads) == 7 * 8 and reads == ids[: 7 * 8]
     assert _rows(out) == _rows(root / "reference")  # exact resume: nothing lost, nothing duplicated
+
+
+def test_chunks_without_any_speech_span(world, tmp_path):
+    """A chunk in which no document gets a span (eta 0, or only empty documents) is written as plain text rows;
+    before the fix the builder handed the synthesizer an empty batch and the tokenizer raised IndexError."""
+    root, cfg, _ = world
+    stats = build_interleaved({**cfg, "eta": 0.0, "output_dir": str(tmp_path / "eta0")})
+    rows = _rows(tmp_path / "eta0")
+    assert len(rows) == stats["documents"] == N_DOCS - 2 and stats["spans_speech"] == 0
+    assert all(seg["modality"] == "text" for r in rows.values() for seg in r["segments"])
+    assert stats["speech_tokens"] == 0 and stats.get("synthesized_sentences", 0) == 0
+    blank = tmp_path / "blank.txt"
+    blank.write_text("東京\n!!!\n" + "\n".join(SENTENCES) + "\n")  # the first chunk holds only unspeakable lines
+    stats = build_interleaved(
+        {"source": str(blank), "t2t": cfg["t2t"], "output_dir": str(tmp_path / "blank"), "chunk_documents": 2}
+    )
+    assert stats["documents"] == len(SENTENCES) and stats["skipped_no_speakable_text"] == 2

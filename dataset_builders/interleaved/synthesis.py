@@ -59,6 +59,8 @@ def _synthesize_spans(plans, synth, cfg: InterleavedConfig, stats: BuildStats) -
             if seg.modality == SPEECH:
                 pieces = speech_pieces(seg.speech_text, cfg.min_piece_words)
                 requests += [(p, s, k, piece) for k, piece in enumerate(pieces)]
+    if not requests:  # no span in the whole chunk (short documents, low eta): the tokenizer rejects an empty batch
+        return [[] for _ in plans]
     start = time.perf_counter()
     out = synth.synthesize(
         [text for *_, text in requests],
@@ -90,7 +92,9 @@ def _assemble_rows(plans, speech, synth, cfg: InterleavedConfig, stats: BuildSta
         (p, s) for p, (_, plan) in enumerate(plans) for s, seg in enumerate(plan.segments) if seg.modality == TEXT
     ]
     texts = [plans[p][1].segments[s].text for p, s in keyed]
-    text_ids = dict(zip(keyed, tok(texts, add_special_tokens=False)["input_ids"]))  # one tokenizer call per chunk
+    # one tokenizer call per chunk; none when the chunk has no text (every document skipped, or all speech at
+    # eta 1): a fast tokenizer raises IndexError on an empty batch
+    text_ids = dict(zip(keyed, tok(texts, add_special_tokens=False)["input_ids"])) if texts else {}
     eos = tok.eos_token_id if cfg.add_eos else None
     rows = []
     for p, (doc_id, plan) in enumerate(plans):
