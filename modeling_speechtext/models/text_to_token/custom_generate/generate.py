@@ -117,7 +117,7 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
         limits = [token_budget(text.strip(), ratio, floor) + 1 for text in texts]
         criteria.append(SpeechTokenBudget(limits, width))
         if kwargs.get("max_new_tokens") is None and kwargs.get("max_length") is None:
-            kwargs["max_new_tokens"] = max(limits)
+            kwargs["max_length"] = width + max(limits)  # (max_new_tokens would clash with the config's max_length)
     return GenerationMixin.generate(
         model, input_ids, generation_config=generation_config, logits_processor=processors,
         stopping_criteria=criteria, **kwargs,
