@@ -175,9 +175,10 @@ with an Euler sampler, or a plain L1 regression) -> waveform (Griffin-Lim by def
 neural one), streamed in blocks: the first audio after 10 tokens (GLM-4-Voice recipe). The output voice is {metrics.get("target_voice") or "chosen per call among the training voices"}.
 """
     usage = """
-from transformers import AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
 decoder = AutoModel.from_pretrained("path/or/repo", trust_remote_code=True)
+mel_targets = AutoFeatureExtractor.from_pretrained("path/or/repo", trust_remote_code=True)  # audio -> log-mel
 waveform = decoder.decode(token_ids)  # a list of speech token ids -> 1-D audio at config.sampling_rate
 for chunk in decoder.decode_stream(iter(token_ids)):  # audio chunks while the tokens arrive
     play(chunk)
