@@ -108,7 +108,7 @@ def test_save_load_roundtrip_and_bad_inputs(synth, tmp_path):
         synth.synthesize(["ok", "   "])
     with pytest.raises(ValueError, match="unknown synthesis settings"):
         TextToTokenSynthesizer.from_pretrained(tmp_path / "t2t", temprature=0.5)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no text-to-token model here \(config.json missing\)"):
         TextToTokenSynthesizer.from_pretrained(tmp_path / "nothing")
     # a plain text LM (no speech tokens) is refused with the vocabulary message
     tok = tiny_text_tokenizer()
