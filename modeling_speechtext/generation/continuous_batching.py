@@ -147,3 +147,6 @@ def continuous_generate(
         batch.position = batch.position + 1
         batch.logits = step.logits[:, -1].float()
     return out
+
+
+__all__ = ["continuous_generate"]
