@@ -138,7 +138,13 @@ def test_tiny_world_contract(tiny_world):
     disk = json.loads((out / "stats.json").read_text())
     assert disk["splits"]["train"]["documents"] == 27
     assert disk["splits"]["test"]["qa"] == ds["qa"]["test"].num_rows
-    assert disk["vocabulary_size"] == len(disk["vocabulary"]) > 20
+    # the vocabulary is that of the rows written, not of some intermediate
+    written = {w for part in ("documents", "sentences") for split in ds[part].values() for t in split["text"]
+               for w in words(t)}  # fmt: skip
+    assert disk["vocabulary"] == sorted(written) and disk["vocabulary_size"] == len(written) > 20
+    for split in ("train", "validation", "test"):
+        assert disk["splits"][split]["sentences"] == ds["sentences"][split].num_rows
+        assert disk["splits"][split]["document_words"] == sum(len(words(t)) for t in ds["documents"][split]["text"])
 
 
 def test_tiny_world_questions_answered_inline(tiny_world):
@@ -369,8 +375,11 @@ def test_files_source(tmp_path):
     assert not keys["train"] & keys["validation"] and not keys["train"] & keys["test"]
     assert set(docs["train"]["source"]) <= {f"books/book{b}" for b in range(4)}
     assert stats["file_formats"]["books/book0"] == "paragraphs"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing: not a file or folder"):
         tc.build_text_corpus(dict(source="files", paths=[str(tmp_path / "missing")]), tmp_path / "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .txt files"):
+        tc.build_text_corpus(dict(source="files", paths=[str(tmp_path / "empty")]), tmp_path / "x")
 
 
 # ------------------------------------------------------------------------------------------------------ Hub
@@ -430,7 +439,7 @@ def test_hub_source_through_the_seam(tmp_path, streaming):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['sauce'\]; known keys are \[.*'source'"):
         tc.TextCorpusConfig.from_dict({"sauce": "tiny_world"})
     with pytest.raises(ValueError, match="source must be"):
         tc.TextCorpusConfig.from_dict({"source": "web"})
@@ -460,7 +469,14 @@ def test_presets_parse(preset):
 @needs_data
 def test_run_stage_micro(tmp_path):
     cfg = load_preset("micro")["text_corpus"]
+    from datasets import load_from_disk
+
     metrics = tc.run_stage(cfg, tmp_path / "text_corpus", tmp_path)
-    json.dumps(metrics)
-    assert metrics["vocabulary_size"] > 20 and metrics["train_documents"] > 0 and metrics["test_qa"] > 0
+    assert json.loads(json.dumps(metrics)) == metrics  # JSON-serialisable for stage.json
+    stats = json.loads((tmp_path / "text_corpus" / "stats.json").read_text())
+    assert metrics["vocabulary_size"] == stats["vocabulary_size"] > 20 and metrics["source"] == "tiny_world"
+    for part in ("documents", "sentences", "qa"):  # the headline counts are those of the rows on disk
+        dd = load_from_disk(str(tmp_path / "text_corpus" / part))
+        assert {f"{s}_{part}": dd[s].num_rows for s in dd} == {k: v for k, v in metrics.items() if k.endswith(part)}
+    assert metrics["train_documents"] > 0 and metrics["test_qa"] > 0
     assert metrics["validation_sentences"] >= 8 and metrics["test_sentences"] >= 8  # the micro speech corpus takes 8

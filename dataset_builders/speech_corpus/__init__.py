@@ -7,8 +7,8 @@ Columns: `id`, `audio` (Audio, 16 kHz), `text`, `voice` (a spec like `flite:awb`
 
 How the work is organised, and why:
 - The job list (sentence, voice, rate, pitch, speed) is drawn once from `seed`; it is cut into fixed shards.
-  Every engine is a pure function of its inputs (`dataset_builders.tts_engines`), so a shard's bytes depend on nothing else:
-  the corpus is identical whatever `num_proc` is and however many times the build crashed on the way.
+  Every engine is a pure function of its inputs (`dataset_builders.tts_engines`), so a shard's bytes depend on
+  nothing else: the corpus is identical whatever `num_proc` is and however many times the build crashed on the way.
 - Each finished shard is one Parquet file written by the one resumable writer (`dataset_builders.parquet_shards`):
   a crash leaves whole shards or none; a rerun skips the shards present, then assembles the DatasetDict from all.
 - Speaker variety is the point (CALIBRATION.md: 3 voices do not generalise): many eSpeak accent x variant
@@ -19,9 +19,10 @@ How the work is organised, and why:
 `hub_dataset` replaces synthesis by a real corpus from the Hub (LibriSpeech, MLS, ...) mapped to the same
 columns: what the `paper` preset uses.
 
-The package, one concern a module: `config` (the config and the columns), `selection` (which sentences),
-`voices` (which voices, and the job plan), `audio` (resampling, trimming, FLAC), `shards` (synthesis and writing),
-`resume` (fingerprint, stale shards), `stats`, `hub` (Hub corpora), `build`, and `stage` (the pipeline entry).
+Rooms: `config` (what to build, the output contract), `selection` (which sentences), `voices` (usable voices and
+the seeded job plan), `audio` (trim, resample, normalise, FLAC), `shards` (synthesis through the one resumable
+Parquet writer, `dataset_builders.parquet_shards`), `resume` (plan fingerprint, stale and half-written shards),
+`stats`, `hub` (real corpora), `build` (the whole build) and `stage` (the pipeline's entry point).
 """
 
 from .audio import postprocess, trim_silence

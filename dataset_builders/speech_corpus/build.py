@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SpeechCorpusConfig, corpus_features
-from .resume import finished_corpus, plan_fingerprint, prepare_shards, write_json_atomic
+from .resume import SHARD_FOLDER, finished_corpus, plan_fingerprint, prepare_shards, write_json_atomic
 from .selection import select_sentences
 from .shards import assemble_split, run_shards
 from .stats import corpus_stats
@@ -70,7 +70,7 @@ def build_speech_corpus(
     stats["fingerprint"] = fingerprint
     write_json_atomic(output_dir / "stats.json", stats, indent=2, sort_keys=True)
     if not config.keep_shards:
-        shutil.rmtree(next(iter(writers.values())).data_dir)
+        shutil.rmtree(output_dir / SHARD_FOLDER)
     return load_from_disk(str(dataset_dir))  # memory-mapped from its final place, not from the shards
 
 

@@ -1,12 +1,16 @@
-"""`hub_dataset`: a real speech corpus from the Hub (LibriSpeech, MLS, ...) in place of synthesis, mapped to the
-same columns as the synthesized corpus so every later stage reads either one; what the `paper` preset uses."""
+"""Real speech instead of synthesis: a Hub corpus (LibriSpeech, MLS, ...) mapped to the corpus columns, what the
+`paper` preset uses. The unseen-voice split drops every speaker of the train split."""
 
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .config import OUTPUT_SPLITS, corpus_features
 
@@ -105,4 +109,25 @@ def load_hub_corpus(hub: Mapping[str, Any], output_dir: str | Path):
     return DatasetDict(out)
 
 
-__all__ = ["hub_to_corpus", "load_hub_corpus"]
+def save_hub_corpus(hub: Mapping[str, Any], output_dir: Path) -> dict[str, Any]:
+    """The stage for a Hub corpus: `output_dir/dataset` and `stats.json` (hours, voices, engines per split)."""
+    dd = load_hub_corpus(hub, output_dir)
+    dd.save_to_disk(str(output_dir / "dataset"))
+    shutil.rmtree(output_dir / "cache", ignore_errors=True)
+    stats = {
+        "splits": {
+            s: {
+                "utterances": len(d),
+                "hours": round(float(np.sum(d["duration"])) / 3600, 4),
+                "num_voices": len(set(d["voice"])),
+            }
+            for s, d in dd.items()
+        },
+        "engines": sorted({e for d in dd.values() for e in set(d["engine"])}),
+        "hub_dataset": hub["name"],
+    }
+    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+    return stats
+
+
+__all__ = ["hub_to_corpus", "load_hub_corpus", "save_hub_corpus"]

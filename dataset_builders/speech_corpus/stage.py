@@ -1,18 +1,15 @@
-"""The pipeline's `speech_corpus` stage: config -> a Hub corpus or a synthesized one -> `dataset/`, `stats.json`,
-and the few numbers the pipeline records (hours, voices, x real time)."""
+"""The pipeline's `speech_corpus` stage: sentences of the text corpus (or a Hub corpus) -> `dataset/`, headline
+metrics for `stage.json` (full detail in `stats.json`)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .build import build_speech_corpus
 from .config import SpeechCorpusConfig
-from .hub import load_hub_corpus
+from .hub import save_hub_corpus
 from .selection import read_sentences
 
 
@@ -22,22 +19,7 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
     cfg = SpeechCorpusConfig.from_dict(config)
     start = time.perf_counter()
     if cfg.hub_dataset:
-        dd = load_hub_corpus(cfg.hub_dataset, output_dir)
-        dd.save_to_disk(str(output_dir / "dataset"))
-        shutil.rmtree(output_dir / "cache", ignore_errors=True)
-        stats = {
-            "splits": {
-                s: {
-                    "utterances": len(d),
-                    "hours": round(float(np.sum(d["duration"])) / 3600, 4),
-                    "num_voices": len(set(d["voice"])),
-                }
-                for s, d in dd.items()
-            },
-            "engines": sorted({e for d in dd.values() for e in set(d["engine"])}),
-            "hub_dataset": cfg.hub_dataset["name"],
-        }
-        (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+        stats = save_hub_corpus(cfg.hub_dataset, output_dir)
     else:
         if cfg.sentences_path:
             from modeling_speechtext.paths import resolve_data_path
@@ -45,7 +27,7 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
             source = resolve_data_path(cfg.sentences_path)
         else:
             source = run_dir / "text_corpus" / "sentences"
-        dd = build_speech_corpus(read_sentences(source, cfg.seed), cfg, output_dir)
+        build_speech_corpus(read_sentences(source, cfg.seed), cfg, output_dir)
         stats = json.loads((output_dir / "stats.json").read_text())
     splits = stats["splits"]
     metrics = {

@@ -21,6 +21,8 @@ def _slug(s: str) -> str:
 
 
 def usable_voices(config: SpeechCorpusConfig) -> tuple[list[str], list[str]]:
+    """(train voices, held-out voices) this machine can synthesize; the others are skipped with a warning, or an
+    error with `require_all_voices`. Duplicates are dropped, the order kept (it seeds the plan)."""
     out = []
     for name in ("train_voices", "test_voices"):
         voices = list(dict.fromkeys(getattr(config, name)))

@@ -17,23 +17,15 @@ Rooms: `base` (the interface), one module per engine family (`espeak`, `flite`, 
 (specs -> engines, speakers, availability); `python -m dataset_builders.tts_engines` lists voices and speeds.
 """
 
+from . import registry
 from .base import SynthesisRequest, TTSEngine, TTSError, VoiceSpec
 from .espeak import EspeakEngine
 from .festival import FestivalEngine
 from .flite import FliteEngine
 from .piper import PiperEngine
-from .registry import (
-    ENGINE_CLASSES,
-    available_engines,
-    available_voices,
-    get_engine,
-    measure_engine_speed,
-    missing_voices,
-    parse_voice,
-    speaker_of,
-    synthesize,
-)
+from .registry import *  # noqa: F403 (all of registry.__all__, re-exported below)
 
+# the public names of the registry are all re-exported; of `base` the interface an engine implements
 __all__ = [
     "TTSError",
     "VoiceSpec",
@@ -43,13 +35,5 @@ __all__ = [
     "FliteEngine",
     "FestivalEngine",
     "PiperEngine",
-    "ENGINE_CLASSES",
-    "parse_voice",
-    "speaker_of",
-    "get_engine",
-    "available_engines",
-    "available_voices",
-    "missing_voices",
-    "synthesize",
-    "measure_engine_speed",
+    *registry.__all__,
 ]
