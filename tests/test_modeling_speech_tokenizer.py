@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,6 +328,9 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens_and_transcripts(
     assert any(texts)  # a random CTC head prints pieces: comparing transcripts below compares something
     assert "asr_vocab" not in json.loads((tmp_path / "tok" / "config.json").read_text())
     assert (tmp_path / "tok" / "asr_vocab.json").is_file()  # the vocabulary travels in its own file
+    unit = Path(SpeechTokenizerModel.__module__.replace(".", "/")).parent  # save_pretrained copies the whole unit
+    sources = {p.name for p in (Path(__file__).parents[1] / unit).glob("*.py")} - {"__init__.py"}
+    assert "asr_speech_tokenizer.py" in sources <= {p.name for p in (tmp_path / "tok").glob("*.py")}
     script = textwrap.dedent(
         """
         import json, sys
