@@ -346,7 +346,15 @@ def train(script: ScriptArguments, model_args: SpeechTokenizerModelArguments, ar
             seed=args.seed * 1000 + state["epoch"],
             shuffle=shuffle,
         )
-        batches = batches[accelerator.process_index :: accelerator.num_processes]
+        # the same number of batches on every rank (the remainder is dropped): a rank with fewer would start its
+        # next epoch early, and one with none would spin over empty epochs while its peers wait in DDP's all-reduce
+        per_rank = len(batches) // accelerator.num_processes
+        if per_rank == 0:
+            raise ValueError(
+                f"{len(batches)} batch(es) per epoch cannot feed {accelerator.num_processes} processes: lower "
+                "max_batch_frames / max_batch_size or launch fewer processes"
+            )
+        batches = batches[accelerator.process_index :: accelerator.num_processes][:per_rank]
         for b_index in range(state["batch_in_epoch"], len(batches)):
             step = state["step"]
             if not state["codebook_initialized"] and rank_zero_decides(

@@ -296,27 +296,45 @@ def test_a_half_written_checkpoint_is_ignored_not_parsed(tmp_path):
     assert last_checkpoint(tmp_path).name == "checkpoint-16"  # before the fix: ValueError int("24.tmp")
 
 
-def test_two_processes_agree_on_quantizer_start_and_stop(run_dir, tmp_path):
-    """Under `accelerate launch` (2 CPU processes, gloo) rank 0 decides when the quantizer starts; both ranks log it
-    at the same step and training ends on both (a rank deciding alone would hang the other in an all-reduce)."""
+def launch_two_cpu_ranks(args: list[str], cwd: Path, timeout: int = 120):
+    """`accelerate launch` with recipes/accelerate/cpu_ddp.yaml: 2 torchrun processes on CPU (gloo).
+
+    `--cpu --num_processes 2` (or a MULTI_CPU config) would start ONE process without mpirun: a test meant for two
+    ranks would pass without ever having two (measured with accelerate 1.15).
+    """
     import os
-    import re
     import subprocess
     import sys
 
-    cfg = {**SHORT, "max_steps": 3, "quantizer_warmup_steps": 1, "quantizer_start_loss": 1e9, "save_steps": 3,
-           "logging_steps": 1, "max_train_clips": 24, "max_eval_clips": 4}  # fmt: skip
-    flags = [x for k, v in cfg.items() for x in (f"--{k}", str(v))]
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--num_processes", "2", "--cpu", "-m", "recipes.train_speech_tokenizer",
-           "--run_dir", str(run_dir), "--output_dir", str(tmp_path / "out"), *flags]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    config = cwd / "recipes" / "accelerate" / "cpu_ddp.yaml"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [str(accelerate), "launch", "--config_file", str(config), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_agree_on_quantizer_start_and_stop(run_dir, tmp_path):
+    """Two ranks (gloo) switch the quantizer on at the same step and stop together: rank 0 decides for both."""
+    import re
+
+    cfg = {**SHORT, "max_steps": 3, "quantizer_warmup_steps": 1, "quantizer_start_loss": 1e9, "save_steps": 3,
+           "logging_steps": 1, "max_train_clips": 24, "max_batch_size": 6, "max_eval_clips": 4}  # fmt: skip
+    flags = [x for k, v in cfg.items() for x in (f"--{k}", str(v))]
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    proc = launch_two_cpu_ranks(["-m", "recipes.train_speech_tokenizer", "--run_dir", str(run_dir),
+                                 "--output_dir", str(tmp_path / "out"), *flags], root)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    starts = re.findall(r"\[rank (\d)\] step (\d+): codebook initialised", proc.stderr)
-    # (only rank 0's INFO lines reach stderr here; rank 1 agreeing shows as a run that ends instead of hanging
-    # in DDP's all-reduce over a graph with the quantizer on one rank and off on the other)
-    assert starts and all(r == "0" for r, _ in starts) and len({s for _, s in starts}) == 1, starts
+    starts = dict(re.findall(r"\[rank (\d)\] step (\d+): codebook initialised", proc.stderr))
+    assert set(starts) == {"0", "1"} and len(set(starts.values())) == 1, starts  # both ranks, one step
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["steps"] == 3 and metrics["quantizer_start_step"] == int(starts[0][1])
+    assert metrics["steps"] == 3 and metrics["quantizer_start_step"] == int(starts["0"])
+
+
+def test_more_ranks_than_batches_is_a_clear_error(run_dir, tmp_path):
+    """One batch per epoch cannot feed two ranks: before, rank 1 spun over empty epochs while rank 0 waited."""
+    cfg = {**SHORT, "max_steps": 2, "max_train_clips": 8, "max_eval_clips": 4}
+    flags = [x for k, v in cfg.items() for x in (f"--{k}", str(v))]
+    root = Path(__file__).resolve().parent.parent
+    proc = launch_two_cpu_ranks(["-m", "recipes.train_speech_tokenizer", "--run_dir", str(run_dir),
+                                 "--output_dir", str(tmp_path / "out"), *flags], root, timeout=90)  # fmt: skip
+    assert proc.returncode != 0 and "1 batch(es) per epoch cannot feed 2 processes" in proc.stderr
