@@ -47,4 +47,15 @@ def finish_run(
             shutil.rmtree(ckpt, ignore_errors=True)
 
 
-__all__ = ["finish_run", "plot_loss_curve"]
+def run_trl_stage(parser, train, config: dict, output_dir: Path, run_dir: Path) -> dict:
+    """The pipeline adapter of a TrlParser recipe: the preset's YAML as arguments, `run_dir`/`output_dir` added,
+    `use_cpu` on a machine without CUDA (transformers refuses bf16 on a CPU unless told it is one)."""
+    import torch
+
+    values = {"run_dir": str(run_dir), **config, "output_dir": str(output_dir)}
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+    return train(*parser.parse_dict(values))
+
+
+__all__ = ["finish_run", "plot_loss_curve", "run_trl_stage"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -157,6 +156,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     from trl import SFTTrainer
 
     from modeling_speechtext.data.mixture import build_mixture
+    from recipes.common import finish_run
     from recipes.train_base_lm import read_reference
 
     start = time.perf_counter()
@@ -219,10 +219,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     }
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_part_losses(trainer.state.log_history, output_dir / "loss_curves.png")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if not args.keep_checkpoints:
-        for ckpt in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
+    finish_run(output_dir, metrics, None, keep_checkpoints=args.keep_checkpoints)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
 
@@ -235,13 +232,9 @@ def _parser():
 
 def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
     """Pipeline stage: the preset's `pretrain.yaml` holds `PretrainArguments` and `SFTConfig` fields."""
-    import torch
+    from recipes.common import run_trl_stage
 
-    values = {"run_dir": str(run_dir), **config, "output_dir": str(output_dir)}
-    if not torch.cuda.is_available():
-        values.setdefault("use_cpu", True)
-    args, training_args = _parser().parse_dict(values)
-    return train(args, training_args)
+    return run_trl_stage(_parser(), train, config, output_dir, run_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:

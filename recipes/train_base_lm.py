@@ -299,13 +299,9 @@ def _parser():
 
 def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
     """Pipeline stage: the preset's `base_lm.yaml` holds fields of `BaseLMArguments` and `SFTConfig`."""
-    import torch
+    from recipes.common import run_trl_stage
 
-    values = {"run_dir": str(run_dir), **config, "output_dir": str(output_dir)}
-    if not torch.cuda.is_available():
-        values.setdefault("use_cpu", True)  # transformers refuses bf16 on a CPU unless told it is one
-    args, training_args = _parser().parse_dict(values)
-    return train(args, training_args)
+    return run_trl_stage(_parser(), train, config, output_dir, run_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:
