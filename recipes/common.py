@@ -58,4 +58,12 @@ def run_trl_stage(parser, train, config: dict, output_dir: Path, run_dir: Path) 
     return train(*parser.parse_dict(values))
 
 
-__all__ = ["finish_run", "plot_loss_curve", "run_trl_stage"]
+def run_trl_main(parser, train, argv: list[str] | None = None) -> dict:
+    """The command line of a TrlParser recipe: `--config file.yaml` + flag overrides, INFO logging."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return train(*parser.parse_args_and_config(args=argv))
+
+
+__all__ = ["finish_run", "plot_loss_curve", "run_trl_main", "run_trl_stage"]

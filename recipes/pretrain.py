@@ -238,9 +238,9 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args, training_args = _parser().parse_args_and_config(args=argv)
-    return train(args, training_args)
+    from recipes.common import run_trl_main
+
+    return run_trl_main(_parser(), train, argv)
 
 
 if __name__ == "__main__":
