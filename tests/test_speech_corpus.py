@@ -433,3 +433,24 @@ def test_dropped_utterances_are_counted_not_written(fake_engine, sentences, tmp_
     assert len(dropped) + len(kept) == 26
     assert all("outside [0.25, 0.95]" in d["reason"] for d in stats["dropped"])
     assert max(d for ds in dd.values() for d in ds["duration"]) <= 0.95
+
+
+def test_short_utterances_cover_every_word_then_phrases_and_stay_held_out():
+    train = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went to the kitchen."]
+    shorts = sc.short_utterances(train, 20, 3, seed=0)
+    words = {w.lower() for t in train for w in t[:-1].split()}
+    singles = [s for s in shorts if len(s.split()) == 1]
+    assert {s[:-1].lower() for s in singles} == words and len(singles) == len(words)
+    assert singles[0] in ("Mary.", "to.", "the.")  # most frequent first
+    assert "Mary." in shorts and "mary." not in shorts  # a name keeps its casing
+    phrases = [s for s in shorts if len(s.split()) > 1]
+    assert phrases and all(2 <= len(p.split()) <= 3 and p[:-1] in " ".join(train) for p in phrases)
+    assert len(shorts) == len(set(shorts)) <= 20
+    cfg = sc.SpeechCorpusConfig.from_dict(dict(CONFIG, short_utterances={"train": 6, "validation": 4}))
+    sel = sc.select_sentences({"train": train, "validation": ["Mary went to the garden."], "test": []}, cfg)
+    train_short = [t for i, t in sel["train"] if "-short-" in i]
+    val_short = [t for i, t in sel["validation"] if "-short-" in i]
+    assert len(train_short) == 6 and len(sel["train"]) == 3 + 6
+    assert val_short and not {t.lower() for t in val_short} & {t.lower() for t in train_short}
+    with pytest.raises(ValueError, match="short_utterances"):
+        sc.SpeechCorpusConfig.from_dict(dict(CONFIG, short_utterances={"dev": 3})).validate()

@@ -29,7 +29,7 @@ from .audio import postprocess, trim_silence
 from .build import build_speech_corpus
 from .config import OUTPUT_SPLITS, SpeechCorpusConfig, corpus_features
 from .hub import hub_to_corpus, load_hub_corpus
-from .selection import read_sentences, select_sentences
+from .selection import read_sentences, select_sentences, short_utterances
 from .shards import synthesize_shard
 from .stage import run_stage
 from .voices import plan_jobs
@@ -46,6 +46,7 @@ __all__ = [
     "read_sentences",
     "run_stage",
     "select_sentences",
+    "short_utterances",
     "synthesize_shard",
     "trim_silence",
 ]

@@ -46,6 +46,12 @@ class SpeechCorpusConfig:
     """Held-out voice specs for test_unseen_voices; none may share a speaker with a training voice."""
     max_sentences: dict[str, int | None] = field(default_factory=dict)
     """Per sentence split (train/validation/test): how many sentences to take (after shuffling); None = all."""
+    short_utterances: dict[str, int] = field(default_factory=dict)
+    """Per sentence split: how many extra one- to three-word utterances to speak ("bathroom.", "the kitchen."),
+    drawn from that split's own sentences: every word of the split first (most frequent first), then word
+    pairs and triples. Sentences alone never teach the text-to-token model such short inputs, and it runs away
+    on them (bAbI answers are single words). 0 / missing: none."""
+    short_utterance_max_words: int = 3
     voices_per_sentence: dict[str, int] = field(default_factory=dict)
     """Per output split: how many different voices read each sentence (default 1)."""
     engine_weights: dict[str, float] = field(default_factory=dict)
@@ -101,11 +107,18 @@ class SpeechCorpusConfig:
                 raise ValueError(
                     f"speech_corpus config: voices_per_sentence[{k!r}]={v}: splits are {OUTPUT_SPLITS}, values >= 1"
                 )
-        for k in self.max_sentences:
-            if k not in SOURCE_SPLIT.values():
-                raise ValueError(
-                    f"speech_corpus config: max_sentences[{k!r}]: sentence splits are train/validation/test"
-                )
+        for name in ("max_sentences", "short_utterances"):
+            for k in getattr(self, name):
+                if k not in SOURCE_SPLIT.values():
+                    raise ValueError(
+                        f"speech_corpus config: {name}[{k!r}]: sentence splits are train/validation/test"
+                    )
+        bad_short = {k: v for k, v in self.short_utterances.items() if int(v) < 0}
+        if bad_short or self.short_utterance_max_words < 1:
+            raise ValueError(
+                f"speech_corpus config: short_utterances must be >= 0 (got {bad_short}) and "
+                f"short_utterance_max_words >= 1 (got {self.short_utterance_max_words})"
+            )
         for spec in list(self.train_voices) + list(self.test_voices):
             parse_voice(spec)
         if self.hub_dataset is None and (not self.train_voices or not self.test_voices):

@@ -41,11 +41,62 @@ def _as_sentences(source: Any, split: str) -> list[tuple[str, str]]:
     return out
 
 
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def short_utterances(
+    texts: list[str], count: int, max_words: int, seed: int, exclude: set[str] = frozenset()
+) -> list[str]:
+    """Up to `count` one- to `max_words`-word utterances made from `texts`, each ending with a period.
+
+    Single words come first, most frequent first and each in its most frequent casing (so "Mary" stays a name
+    and "kitchen" stays lower case), until every word is spoken once; the rest are word pairs and triples cut
+    from the sentences (seeded), which gives the short phrases answers are made of ("the kitchen."). Anything
+    whose normalised text is in `exclude` (train's, for held-out splits) or already chosen is skipped.
+    """
+    if count <= 0:
+        return []
+    from collections import Counter
+
+    casing: dict[str, Counter] = {}
+    tokenized = []
+    for text in texts:
+        words = _WORD.findall(text)
+        tokenized.append(words)
+        for w in words:
+            casing.setdefault(w.lower(), Counter())[w] += 1
+    chosen: list[str] = []
+    seen = set(exclude)
+
+    def add(words: list[str]) -> None:
+        utterance = " ".join(words) + "."
+        key = _norm_text(utterance)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(utterance)
+
+    for low in sorted(casing, key=lambda w: (-sum(casing[w].values()), w)):
+        if len(chosen) >= count:
+            return chosen
+        add([casing[low].most_common(1)[0][0]])
+    rng = np.random.default_rng([seed, 707])
+    long_enough = [w for w in tokenized if len(w) >= 2]
+    attempts = 0
+    while long_enough and max_words >= 2 and len(chosen) < count and attempts < 20 * count:
+        attempts += 1
+        words = long_enough[int(rng.integers(len(long_enough)))]
+        n = int(rng.integers(2, min(max_words, len(words)) + 1))
+        start = int(rng.integers(len(words) - n + 1))
+        add(words[start : start + n])
+    return chosen
+
+
 def select_sentences(
     sentences_by_split: Mapping[str, Any], config: SpeechCorpusConfig
 ) -> dict[str, list[tuple[str, str]]]:
     """Deterministic sentence choice per *sentence* split: drop empties and duplicates, drop held-out sentences that
-    also occur in train (validation must be unseen text), shuffle with the seed, keep `max_sentences`."""
+    also occur in train (validation must be unseen text), shuffle with the seed, keep `max_sentences`, then add
+    `short_utterances` words and phrases of the split (ids `<split>-short-NNNNN`)."""
     out: dict[str, list[tuple[str, str]]] = {}
     seen_train: set[str] = set()
     for idx, split in enumerate(("train", "validation", "test")):
@@ -68,7 +119,13 @@ def select_sentences(
         chosen = [unique[i] for i in order[: (len(unique) if limit is None else int(limit))]]
         if limit is not None and len(chosen) < int(limit):
             logger.warning("speech_corpus: %s has %d usable sentences, %d requested", split, len(chosen), limit)
-        out[split] = chosen
+        shorts = short_utterances(
+            [text for _, text in unique], int(config.short_utterances.get(split, 0)),
+            config.short_utterance_max_words, config.seed + idx, exclude=seen | seen_train,
+        )  # fmt: skip
+        if split == "train":
+            seen_train = seen_train | {_norm_text(t) for t in shorts}
+        out[split] = chosen + [(f"{split}-short-{i:05d}", text) for i, text in enumerate(shorts)]
     return out
 
 
@@ -99,4 +156,4 @@ def read_sentences(path: str | Path, seed: int = 0) -> dict[str, Any]:
     raise FileNotFoundError(f"{path}: no sentences here (run the text_corpus stage first, or set sentences_path)")
 
 
-__all__ = ["select_sentences", "read_sentences"]
+__all__ = ["select_sentences", "read_sentences", "short_utterances"]
