@@ -188,11 +188,12 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     if last:
         logger.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
-    if not trainer.is_world_process_zero():
-        return {}
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    # per-part loss of what a user loads: the saved folder in float32
+    trainer.save_model(str(output_dir))  # on every rank (FSDP/ZeRO-3 gather the weights); the main one writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+    trainer.accelerator.wait_for_everyone()  # the folder is whole before any rank loads it
+    # per-part loss of what a user loads: the saved folder in float32. Every rank evaluates: the evaluator's dataset
+    # preparation and evaluation are collective (a rank that had already returned left rank 0 failing in a barrier).
     saved = AutoModelForCausalLM.from_pretrained(str(output_dir), dtype=torch.float32).eval()
     reset_accelerator_precision()
     evaluator = SFTTrainer(
@@ -202,6 +203,8 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     losses = {
         k[len("eval_") : -len("_loss")]: round(v, 4) for k, v in evaluator.evaluate().items() if k.endswith("_loss")
     }
+    if not trainer.is_world_process_zero():
+        return {}
     metrics: dict[str, Any] = {
         "base_lm": base,
         "codebook_size": vocab.codebook_size,
@@ -216,6 +219,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
         "mixture": info,
         "resumed_from": Path(last).name if last else None,
         "bf16": bool(training_args.bf16),
+        "num_processes": trainer.accelerator.num_processes,
     }
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_part_losses(trainer.state.log_history, output_dir / "loss_curves.png")
