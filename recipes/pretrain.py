@@ -223,9 +223,37 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     }
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_part_losses(trainer.state.log_history, output_dir / "loss_curves.png")
-    finish_run(output_dir, metrics, None, keep_checkpoints=args.keep_checkpoints)
+    finish_run(output_dir, metrics, pretrain_card(metrics), keep_checkpoints=args.keep_checkpoints)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
+
+
+def pretrain_card(metrics: dict[str, Any]) -> str:
+    """Model card: what it is, what it was trained on, its per-part losses; the `eval` stage adds its section."""
+    parts = "\n".join(f"| {n} | {p['kind']} | {p['token_share']} | {p['mean_tokens']} | "
+                      f"{metrics['eval_loss_by_part'].get(n, '-')} |" for n, p in metrics["mixture"].items())  # fmt: skip
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [speechtext, speech-text-lm, causal-lm]
+---
+# speechtext speech-text LM (pretrained)
+
+A stock causal LM ({metrics["params"] / 1e6:.2f}M parameters, grown from `{metrics["base_lm"]}`) whose vocabulary
+also holds {metrics["codebook_size"]} speech tokens `<|audio_N|>` between `<|begin_of_audio|>` and `<|end_of_audio|>`,
+pretrained on text, interleaved speech-text, speech-only and ASR/TTS data (GLM-4-Voice recipe, arXiv:2411.17607).
+{metrics["steps"]} steps, {metrics["train_tokens_seen"]} training tokens. No remote code.
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("PATH")
+tokenizer = AutoTokenizer.from_pretrained("PATH")
+```
+
+| mixture part | kind | token share | mean tokens | held-out loss (float32) |
+|---|---|---|---|---|
+{parts}
+"""
 
 
 def _parser():

@@ -54,7 +54,28 @@ def test_micro_pipeline_end_to_end(tmp_path):
     base = AutoModelForCausalLM.from_pretrained(out / "base_lm")
     assert base.config.vocab_size == len(AutoTokenizer.from_pretrained(out / "text_tokenizer"))
 
+    # the pretrained LM extends it with the speech tokens; the eval stage scored it in every modality and voice set
+    from modeling_speechtext.vocab import SpeechVocab
+
+    lm_tok = AutoTokenizer.from_pretrained(out / "pretrain")
+    assert SpeechVocab.from_tokenizer(lm_tok).codebook_size == json.loads(
+        (out / "speech_tokenizer" / "config.json").read_text())["codebook_size"]  # fmt: skip
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    for vset in ("seen_voices", "unseen_voices"):
+        per = metrics["spoken_qa"][vset]
+        assert set(per) == {"T->T", "S->T", "S->S", "T->S"}
+        for task, r in per["S->T"].items():
+            assert 0 <= r["ranked"] <= 1 and r["chance"] == pytest.approx(1 / len(metrics_answers(out)[task]))
+        assert metrics["cloze"][vset]["S->S"]["context_free_accuracy"] == 0.5
+    assert set(metrics["lm_asr_tts"]) == {"validation", "test_unseen_voices"}
+    assert "S->T" in (out / "eval" / "report.md").read_text() and (out / "eval" / "qa_accuracy.png").stat().st_size
+    assert "speechtext-eval" in (out / "pretrain" / "README.md").read_text()  # the card carries the numbers
+
     proc, seconds = _run(out)
     report = json.loads((out / "pipeline.json").read_text())
     assert all(e["status"] == "skipped" for e in report["stages"]), report
     assert "skipped" in proc.stdout
+
+
+def metrics_answers(out):
+    return json.loads((out / "spoken_qa" / "answer_sets.json").read_text())

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("modeling_speechtext.cli.transcribe", "audio -> speech tokens -> text"),
     "resynthesize": ("modeling_speechtext.cli.resynthesize", "audio -> speech tokens -> decoder -> audio"),
     "interleave": ("modeling_speechtext.cli.interleave", "text -> interleaved speech-text data with a T2T model"),
+    "eval": ("modeling_speechtext.cli.evaluate", "evaluate a speech-text LM: spoken bAbI QA, cloze, ASR/TTS"),
 }
 
 

@@ -60,12 +60,18 @@ def spoken_qa_accuracy(
 
     Each item has `task`, `answer`, `story` (newline-joined text), `question` (text), `story_speech` (a list of
     speech-id lists, one per sentence) and `question_speech`. ->S modalities need `answer_speech` (answer text
-    -> its speech ids, for ranking) and `transcribe` (speech ids -> text, for generation).
+    -> its speech ids, or voice -> that table, with the item's `voice` picking it, for ranking) and
+    `transcribe` (speech ids -> text, for generation).
     """
     unknown = set(modalities) - set(MODALITIES)
     if unknown:
         raise ValueError(f"unknown modalities {sorted(unknown)}: expected some of {MODALITIES}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    missing = sorted({it["task"] for it in items} - set(answer_sets))
+    if missing:
+        raise ValueError(f"no answer set for task(s) {missing}")
+    # answer speech: {answer: ids}, or {voice: {answer: ids}} to rank candidates in the item's own voice
+    per_voice = bool(answer_speech) and isinstance(next(iter(answer_speech.values())), dict)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for modality in modalities:
         spoken_in, spoken_out = modality.startswith("S"), modality.endswith("S")
@@ -80,15 +86,16 @@ def spoken_qa_accuracy(
             else:
                 prompts.append(prompt_ids(item["story"].split("\n"), item["question"], tokenizer, vocab))
 
-        def continuation(answer: str, spoken_out: bool = spoken_out) -> list[int]:
+        def continuation(answer: str, voice: str, spoken_out: bool = spoken_out) -> list[int]:
             if not spoken_out:
                 return tokenizer(answer_text(answer), add_special_tokens=False)["input_ids"]
-            if answer not in answer_speech:
-                raise ValueError(f"no speech for answer {answer!r} (answer_speech)")
-            return vocab.wrap(answer_speech[answer])
+            table = answer_speech.get(voice, {}) if per_voice else answer_speech
+            if answer not in table:
+                raise ValueError(f"no speech for answer {answer!r}" + (f" in voice {voice!r}" if per_voice else ""))
+            return vocab.wrap(table[answer])
 
-        cands = {t: [continuation(a) for a in answers] for t, answers in answer_sets.items()}
-        ranked = rank_answers(model, prompts, [cands[it["task"]] for it in items], pad, batch_size)
+        cands = [[continuation(a, it.get("voice", "")) for a in answer_sets[it["task"]]] for it in items]
+        ranked = rank_answers(model, prompts, cands, pad, batch_size)
         if spoken_out:
             gen_prompts = [p + [vocab.begin_of_audio_id] for p in prompts]
             gen = greedy_continuations(model, gen_prompts, pad, max_answer_speech_tokens, batch_size)

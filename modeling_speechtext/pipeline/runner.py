@@ -48,8 +48,10 @@ STAGES: list[StageSpec] = [
     StageSpec("speech_decoder", "recipes.train_speech_decoder:run_stage", "tokens -> mel (flow matching) -> wave"),
     StageSpec("text_to_token", "recipes.train_text_to_token:run_stage", "causal LM: text -> speech tokens"),
     StageSpec("interleaved", "dataset_builders.interleaved:run_stage", "text spans replaced by speech tokens"),
+    StageSpec("spoken_qa", "dataset_builders.spoken_qa:run_stage", "bAbI test questions spoken, seen + unseen voices"),
     StageSpec("base_lm", "recipes.train_base_lm:run_stage", "the text LM the speech-text LM grows from"),
     StageSpec("pretrain", "recipes.pretrain:run_stage", "speech-text LM pretrained on the data mixture"),
+    StageSpec("eval", "modeling_speechtext.evaluation.lm_suite:run_stage", "spoken QA, cloze, the LM's ASR/TTS"),
 ]
 
 STAGE_NAMES = [s.name for s in STAGES]
