@@ -59,6 +59,11 @@ class BaseLMArguments:
     eval_split: str = "validation"
     max_train_documents: int | None = None
     max_eval_documents: int | None = 500
+    sources: list[str] | None = field(
+        default=None,
+        metadata={"help": "keep only documents whose `source` column is one of these (e.g. babi/qa1): a small "
+                  "budget spent on the tasks that are evaluated"},
+    )
     qa_eval_samples: int = field(default=300, metadata={"help": "validation bAbI questions for T->T (0: skip)"})
     # a fresh LM of a stock architecture
     model_type: str = field(default="llama", metadata={"help": "any AutoConfig causal LM type: llama, qwen2, ..."})
@@ -146,6 +151,13 @@ def _load_documents(path: Path, args: BaseLMArguments):
         if args.text_column not in rows.column_names:
             raise ValueError(f"{path}[{split}] has no column {args.text_column!r}: {rows.column_names}")
         rows = rows.filter(lambda t: bool(t and t.strip()), input_columns=args.text_column)
+        if args.sources:
+            if "source" not in rows.column_names:
+                raise ValueError(f"{path}[{split}]: `sources` given but the documents have no `source` column")
+            wanted = set(args.sources)
+            rows = rows.filter(lambda s: s in wanted, input_columns="source")
+            if len(rows) == 0:
+                raise ValueError(f"{path}[{split}]: no document of sources {sorted(wanted)}")
         if limit:
             rows = rows.select(range(min(limit, len(rows))))
         if len(rows) == 0:
@@ -253,10 +265,10 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
     if last:
         logger.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
-    if not trainer.is_world_process_zero():
-        return {}
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # on every rank (FSDP/ZeRO-3 gather the weights); the main one writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+    trainer.accelerator.wait_for_everyone()  # the folder is whole before any rank loads it
     train_tokens = int(trainer.state.num_input_tokens_seen) if trainer.state.num_input_tokens_seen else None
     # Evaluate what a user loads: the saved folder in float32 (Accelerate's autocast wrapper outlives training).
     saved = AutoModelForCausalLM.from_pretrained(str(output_dir), dtype=torch.float32).eval()
@@ -268,7 +280,9 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         eval_dataset=eval_docs,
         processing_class=tokenizer,
     )
-    eval_loss = float(eval_trainer.evaluate()["eval_loss"])
+    eval_loss = float(eval_trainer.evaluate()["eval_loss"])  # collective: every rank takes part (as in pretrain)
+    if not trainer.is_world_process_zero():
+        return {}
     metrics: dict[str, Any] = {
         "model_type": model.config.model_type,
         "params": sum(p.numel() for p in model.parameters()),
@@ -282,6 +296,8 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         "resumed_from": Path(last).name if last else None,
         "init_from": args.model_name_or_path,
         "bf16": bool(training_args.bf16),
+        "num_processes": trainer.accelerator.num_processes,
+        "sources": args.sources,
     }
     metrics.update(qa_metrics(saved, tokenizer, paths["qa"], args.qa_eval_samples, training_args.seed))
     metrics["seconds"] = round(time.perf_counter() - start, 1)

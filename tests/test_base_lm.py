@@ -85,6 +85,18 @@ def test_bad_inputs_are_named(micro_run, tmp_path):
         run_stage({**cfg, "eval_split": "dev"}, tmp_path / "b", micro_run)
     with pytest.raises(ValueError, match="has no column 'body'"):
         run_stage({**cfg, "text_column": "body"}, tmp_path / "c", micro_run)
+    with pytest.raises(ValueError, match=r"no document of sources \['babi/qa19'\]"):
+        run_stage({**cfg, "sources": ["babi/qa19"]}, tmp_path / "d", micro_run)
+
+
+def test_sources_keep_only_the_named_documents(micro_run, tmp_path):
+    from recipes.train_base_lm import BaseLMArguments, _load_documents
+
+    path = micro_run / "text_corpus" / "documents"
+    train, _ = _load_documents(path, BaseLMArguments(sources=["babi/qa6"]))
+    everything, _ = _load_documents(path, BaseLMArguments())
+    assert 0 < len(train) < len(everything)
+    assert all("yes" in t or "no" in t for t in train["text"])  # task 6 answers yes/no
 
 
 def test_packed_documents_do_not_attend_across(trained):

@@ -65,11 +65,23 @@ def test_micro_pipeline_end_to_end(tmp_path):
         per = metrics["spoken_qa"][vset]
         assert set(per) == {"T->T", "S->T", "S->S", "T->S"}
         for task, r in per["S->T"].items():
-            assert 0 <= r["ranked"] <= 1 and r["chance"] == pytest.approx(1 / len(metrics_answers(out)[task]))
+            assert 0 <= r["ranked"] <= 1 and r["chance"] == pytest.approx(1 / len(metrics_answers(out)[task]), abs=1e-4)
         assert metrics["cloze"][vset]["S->S"]["context_free_accuracy"] == 0.5
     assert set(metrics["lm_asr_tts"]) == {"validation", "test_unseen_voices"}
     assert "S->T" in (out / "eval" / "report.md").read_text() and (out / "eval" / "qa_accuracy.png").stat().st_size
     assert "speechtext-eval" in (out / "pretrain" / "README.md").read_text()  # the card carries the numbers
+
+    # a spoken QA set a user brings (here: the built manifest), scored by the run's tokenizer and LM
+    result_path = tmp_path / "my_qa.json"
+    manifest = out / "spoken_qa" / "unseen_voices" / "manifest.jsonl"
+    cli = [sys.executable, "-m", "modeling_speechtext.cli.main", "eval", "--run", str(out), "--spoken_qa",
+           str(manifest), "--output", str(result_path)]  # fmt: skip
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(result_path.read_text())
+    assert set(result["accuracy"]) == {"T->T", "S->T"} and "S->T  task  1" in proc.stdout
+    counts = {t: r["n"] for t, r in result["accuracy"]["S->T"].items()}
+    assert counts == {t: len(per) and per["n"] for t, per in metrics["spoken_qa"]["unseen_voices"]["S->T"].items()}
 
     proc, seconds = _run(out)
     report = json.loads((out / "pipeline.json").read_text())
