@@ -1,26 +1,6 @@
-"""A stage's YAML dict -> its config dataclass, with unknown keys an error (a typo must not pass silently).
+"""`config_from_dict` lives in the core package (`modeling_speechtext.stage_config`) so that the evaluation stage's
+config uses the same rule; re-exported here for the corpus builders."""
 
-Written once for the corpus builders whose configs are dataclasses with a `validate()` method.
-"""
-
-from __future__ import annotations
-
-import dataclasses
-from collections.abc import Mapping
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-
-def config_from_dict(cls: type[T], config: Mapping[str, Any], stage: str) -> T:
-    """`cls(**config)`, validated; a key that is no field of `cls` raises a ValueError naming the known keys."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"{stage} config: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    cfg = cls(**dict(config))
-    cfg.validate()
-    return cfg
-
+from modeling_speechtext.stage_config import config_from_dict
 
 __all__ = ["config_from_dict"]

@@ -3,11 +3,10 @@ a high WER, and one trained on the pairs transcribes and speaks them back (read 
 
 import pytest
 import torch
-from t2t_fixtures import tiny_text_tokenizer
+from lm_fixtures import memorise, speech_text_tokenizer, tiny_llama
 
 from modeling_speechtext.data.mixture import PartConfig, _rows, render_segments
 from modeling_speechtext.evaluation.lm_transcription import asr_prompt, lm_asr, lm_asr_tts_wer, lm_tts, tts_prompt
-from modeling_speechtext.vocab import add_speech_tokens
 
 K = 24
 ROWS = [
@@ -25,9 +24,7 @@ def lookup_transcribe(seqs):
 
 @pytest.fixture(scope="module")
 def lm():
-    tok = tiny_text_tokenizer()
-    vocab = add_speech_tokens(None, tok, K)
-    return tok, vocab
+    return speech_text_tokenizer(K)
 
 
 def _training_rows(kind):
@@ -37,13 +34,7 @@ def _training_rows(kind):
 
 
 def _model(tok, padded_rows=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok) + padded_rows, hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=96, max_position_embeddings=128,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(tok, extra_rows=padded_rows)
 
 
 def test_prompts_are_the_pretraining_renderings_up_to_the_target(lm):
@@ -89,15 +80,7 @@ def test_untrained_is_bad_and_trained_transcribes_and_speaks(lm):
 
     seqs = [render_segments(ex["segments"], tok, vocab)["input_ids"] for kind in ("asr", "tts")
             for ex in _training_rows(kind)]  # fmt: skip
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        for s in seqs:
-            x = torch.tensor([s])
-            model(input_ids=x, labels=x).loss.backward()
-            opt.step()
-            opt.zero_grad()
-    model.eval()
+    memorise(model, seqs, epochs=40, lr=3e-3)
     after = lm_asr_tts_wer(model, tok, vocab, ROWS, lookup_transcribe, 24, 12, batch_size=3)
     assert after == {"asr_wer": 0.0, "tts_wer": 0.0, "n": 4, "tts_runaway": 0.0}, after
     assert lm_asr(model, tok, vocab, [r["speech_ids"] for r in ROWS]) == [r["text"] for r in ROWS]

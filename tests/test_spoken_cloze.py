@@ -2,12 +2,10 @@
 the stories scores full marks in every modality while an untrained one does not."""
 
 import pytest
-import torch
-from t2t_fixtures import tiny_text_tokenizer
+from lm_fixtures import memorise, speech_text_tokenizer, tiny_llama
 
 from modeling_speechtext.evaluation.spoken_cloze import cloze_accuracy, cloze_items, pair_stories
 from modeling_speechtext.evaluation.spoken_qa import prompt_ids
-from modeling_speechtext.vocab import add_speech_tokens
 
 K = 32
 _TEXT = {
@@ -26,19 +24,11 @@ MODALITIES = ("T->T", "S->T", "S->S", "T->S")
 
 @pytest.fixture(scope="module")
 def lm():
-    tok = tiny_text_tokenizer()
-    vocab = add_speech_tokens(None, tok, K)
-    return tok, vocab
+    return speech_text_tokenizer(K)
 
 
 def _model(tok, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=96, max_position_embeddings=128,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(tok, seed)
 
 
 def test_pairing_crosses_tasks_and_swaps_endings():
@@ -97,15 +87,7 @@ def test_a_model_that_knows_the_stories_scores_full_marks(lm):
             p = prompt_ids(context[:-1], context[-1], tok, vocab) + nl
             seqs.append(p + tok(it["ending"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
             seqs.append(p + vocab.wrap(it["ending_speech"]) + [tok.eos_token_id])
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(30):
-        for s in seqs:
-            x = torch.tensor([s])
-            model(input_ids=x, labels=x).loss.backward()
-            opt.step()
-            opt.zero_grad()
-    model.eval()
+    memorise(model, seqs, epochs=30, lr=3e-3)
     after = cloze_accuracy(model, tok, vocab, items, MODALITIES)
     assert sum(before[m]["accuracy"] for m in MODALITIES) < len(MODALITIES)  # untrained, it cannot know
     for m in MODALITIES:

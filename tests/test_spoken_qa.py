@@ -1,12 +1,10 @@
 """Spoken QA scoring: the prompt layout, and that a model which knows the answers scores 100% in every modality."""
 
 import pytest
-import torch
-from t2t_fixtures import tiny_text_tokenizer
+from lm_fixtures import memorise, speech_text_tokenizer, tiny_llama
 
 from modeling_speechtext.evaluation.babi_qa import answer_text
 from modeling_speechtext.evaluation.spoken_qa import prompt_ids, spoken_qa_accuracy
-from modeling_speechtext.vocab import add_speech_tokens
 
 K = 16
 ITEMS = [
@@ -21,9 +19,7 @@ SPOKEN = {"kitchen": [9, 10], "garden": [11, 12]}
 
 @pytest.fixture(scope="module")
 def lm():
-    tok = tiny_text_tokenizer()
-    vocab = add_speech_tokens(None, tok, K)
-    return tok, vocab
+    return speech_text_tokenizer(K)
 
 
 def test_prompt_layout(lm):
@@ -37,14 +33,8 @@ def test_prompt_layout(lm):
 
 
 def test_a_model_that_knows_scores_full_marks_and_an_untrained_one_does_not(lm):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok, vocab = lm
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=96, max_position_embeddings=128,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-    model = LlamaForCausalLM(cfg)
+    model = tiny_llama(tok)
     kw = {"answer_speech": SPOKEN, "transcribe": lambda seqs: [next((a for a, s in SPOKEN.items() if s == q), "")
                                                                 for q in seqs]}  # fmt: skip
     modalities = ("T->T", "S->T", "S->S", "T->S")
@@ -57,14 +47,7 @@ def test_a_model_that_knows_scores_full_marks_and_an_untrained_one_does_not(lm):
                  else prompt_ids([it["story"]], it["question"], tok, vocab))  # fmt: skip
             seqs.append(p + tok(answer_text(it["answer"]), add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
             seqs.append(p + vocab.wrap(SPOKEN[it["answer"]]))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(80):
-        for s in seqs:
-            x = torch.tensor([s])
-            model(input_ids=x, labels=x).loss.backward()
-            opt.step()
-            opt.zero_grad()
-    model.eval()
+    memorise(model, seqs, epochs=80, lr=1e-2)
     after = spoken_qa_accuracy(model, tok, vocab, ITEMS, ANSWERS, modalities, **kw)
     for m in modalities:
         assert after[m][1] == {"ranked": 1.0, "generated": 1.0, "chance": 0.5, "n": 2}, m

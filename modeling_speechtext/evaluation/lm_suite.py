@@ -49,17 +49,16 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> EvalConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"eval config: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        cfg = cls(**config)
+        from modeling_speechtext.stage_config import config_from_dict
+
+        return config_from_dict(cls, config, "eval")
+
+    def validate(self) -> None:
         from modeling_speechtext.evaluation.spoken_qa import MODALITIES
 
-        bad = sorted(set(cfg.modalities) - set(MODALITIES))
-        if bad or not cfg.modalities:
+        bad = sorted(set(self.modalities) - set(MODALITIES))
+        if bad or not self.modalities:
             raise ValueError(f"eval config: modalities {bad or '[]'} unknown: choose from {list(MODALITIES)}")
-        return cfg
 
 
 def load_lm(path: str | Path):
