@@ -153,7 +153,18 @@ def test_trained_folder_is_self_contained(trained, run_dir):
     clip = _say(["Mary", "went", "to", "the", "kitchen"], np.random.default_rng(5), 1.0)
     (ids,) = encode_waveforms(model, fe, [clip])
     assert len(ids) == -(-(len(clip) // 160) // 8)
-    assert isinstance(model.transcribe_tokens([ids])[0], str)
+    # a fresh process in which this package cannot be imported (remote code only) reads the same text from the same tokens
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys; sys.modules['modeling_speechtext'] = None; from transformers import AutoModel; "
+              f"m = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True); "
+              f"print(json.dumps(m.transcribe_tokens([{ids!r}])))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(out.parent),
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == model.transcribe_tokens([ids])
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(run_dir, tmp_path, monkeypatch):
