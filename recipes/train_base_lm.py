@@ -155,7 +155,7 @@ def _load_documents(path: Path, args: BaseLMArguments):
             if "source" not in rows.column_names:
                 raise ValueError(f"{path}[{split}]: `sources` given but the documents have no `source` column")
             wanted = set(args.sources)
-            rows = rows.filter(lambda s: s in wanted, input_columns="source")
+            rows = rows.filter(lambda s, wanted=wanted: s in wanted, input_columns="source")
             if len(rows) == 0:
                 raise ValueError(f"{path}[{split}]: no document of sources {sorted(wanted)}")
         if limit:
@@ -167,7 +167,17 @@ def _load_documents(path: Path, args: BaseLMArguments):
     return out[args.train_split], out[args.eval_split]
 
 
-def qa_metrics(model, tokenizer, qa_path: Path | None, samples: int, seed: int) -> dict[str, Any]:
+def _tasks_of(sources: list[str] | None) -> list[int] | None:
+    """bAbI task numbers named by `sources` (`babi/qa1` -> 1); None when they name none (evaluate every task)."""
+    import re
+
+    tasks = [int(m.group(1)) for s in sources or [] if (m := re.fullmatch(r"babi/qa(\d+)", s))]
+    return tasks or None
+
+
+def qa_metrics(
+    model, tokenizer, qa_path: Path | None, samples: int, seed: int, tasks: list[int] | None = None
+) -> dict[str, Any]:
     """T->T bAbI accuracy (ranked, generated, chance) on validation questions: does the LM know the world?"""
     from datasets import load_from_disk
 
@@ -181,7 +191,10 @@ def qa_metrics(model, tokenizer, qa_path: Path | None, samples: int, seed: int) 
         answer_sets.setdefault(task, [])
         if answer not in answer_sets[task]:
             answer_sets[task].append(answer)
-    rows = qa["validation"].shuffle(seed=seed).select(range(min(samples, len(qa["validation"]))))
+    validation = qa["validation"]
+    if tasks:  # the tasks the LM was trained on
+        validation = validation.filter(lambda t: t in set(tasks), input_columns="task")
+    rows = validation.shuffle(seed=seed).select(range(min(samples, len(validation))))
     per_task = text_qa_accuracy(model, tokenizer, list(rows), answer_sets)
     n = sum(v["n"] for v in per_task.values())
     mean = lambda key: sum(v[key] * v["n"] for v in per_task.values()) / n  # noqa: E731
@@ -299,7 +312,8 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         "num_processes": trainer.accelerator.num_processes,
         "sources": args.sources,
     }
-    metrics.update(qa_metrics(saved, tokenizer, paths["qa"], args.qa_eval_samples, training_args.seed))
+    tasks = _tasks_of(args.sources)
+    metrics.update(qa_metrics(saved, tokenizer, paths["qa"], args.qa_eval_samples, training_args.seed, tasks))
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", "cross-entropy per token", "validation")
     finish_run(output_dir, metrics, base_lm_card(metrics), keep_checkpoints=args.keep_checkpoints)

@@ -4,8 +4,7 @@ the stories scores full marks in every modality while an untrained one does not.
 import pytest
 from lm_fixtures import memorise, speech_text_tokenizer, tiny_llama
 
-from modeling_speechtext.evaluation.spoken_cloze import cloze_accuracy, cloze_items, pair_stories
-from modeling_speechtext.evaluation.spoken_qa import prompt_ids
+from modeling_speechtext.evaluation.spoken_cloze import cloze_accuracy, cloze_items, cloze_sequences, pair_stories
 
 K = 32
 _TEXT = {
@@ -80,13 +79,11 @@ def test_a_model_that_knows_the_stories_scores_full_marks(lm):
     items = cloze_items(STORIES, seed=0)
     model = _model(tok, seed=0)
     before = cloze_accuracy(model, tok, vocab, items, MODALITIES)
-    nl = tok("\n", add_special_tokens=False)["input_ids"]
     seqs = []
     for it in items:  # every context modality followed by every ending modality: the true stories only
-        for context in (it["context"], it["context_speech"]):
-            p = prompt_ids(context[:-1], context[-1], tok, vocab) + nl
-            seqs.append(p + tok(it["ending"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
-            seqs.append(p + vocab.wrap(it["ending_speech"]) + [tok.eos_token_id])
+        for m in MODALITIES:
+            prompt, true_ids, _ = cloze_sequences(it, m, tok, vocab)
+            seqs.append(prompt + true_ids + [tok.eos_token_id])
     memorise(model, seqs, epochs=30, lr=3e-3)
     after = cloze_accuracy(model, tok, vocab, items, MODALITIES)
     assert sum(before[m]["accuracy"] for m in MODALITIES) < len(MODALITIES)  # untrained, it cannot know

@@ -122,7 +122,7 @@ def synthesize(jobs: dict[str, list[dict]], output_dir: Path, cfg: SpokenQAConfi
     audio_dir = output_dir / "audio"
     audio_dir.mkdir(exist_ok=True)
     dropped, seconds = [], 0.0
-    for vset, writer in writers.items():
+    for writer in writers.values():
         for k in range(writer.num_shards):  # the shards hold FLAC bytes already: written out as they are
             for row in pq.read_table(writer.path(k), columns=["id", "audio", "duration"]).to_pylist():
                 (audio_dir / f"{row['id']}.flac").write_bytes(row["audio"]["bytes"])
@@ -157,6 +157,8 @@ def build_spoken_qa(qa, speech_tokenizer: str | Path, output_dir: str | Path, cf
     records, answers, jobs = plan(questions, voices, answer_sets, cfg.seed)
     synth = synthesize(jobs, output_dir, cfg)
     lost = {d["id"] for d in synth["dropped"]}
+    if any(Path(a["audio"]).stem in lost for a in answers):  # before any tokenizing: ranking needs every one
+        raise RuntimeError("spoken_qa: an answer candidate could not be synthesized: ranking needs every one")
     model, fe = load_speech_tokenizer(speech_tokenizer)
     features = Features({
         "id": Value("string"), "task": Value("int32"), "answer": Value("string"), "voice": Value("string"),
@@ -177,13 +179,13 @@ def build_spoken_qa(qa, speech_tokenizer: str | Path, output_dir: str | Path, cf
     if dataset_dir.exists():
         shutil.rmtree(dataset_dir)
     DatasetDict(splits).save_to_disk(str(dataset_dir))
-    if any(Path(a["audio"]).stem in lost for a in answers):
-        raise RuntimeError("spoken_qa: an answer candidate could not be synthesized: ranking needs every one")
     with (output_dir / "answers.jsonl").open("w") as f:
         f.writelines(json.dumps(a, sort_keys=True) + "\n" for a in answers)
     codes = encode_waveforms(model, fe, [load_audio(output_dir / a["audio"]) for a in answers], cfg.batch_size)
     answer_speech: dict[str, dict[str, list[int]]] = defaultdict(dict)
     for a, c in zip(answers, codes):
+        if not c:
+            raise ValueError(f"spoken_qa: the answer {a['answer']!r} in {a['voice']} encodes to no speech token")
         answer_speech[a["voice"]][a["answer"]] = c
     write_json_atomic(output_dir / "answer_speech.json", answer_speech, sort_keys=True)
     write_json_atomic(output_dir / "answer_sets.json", {str(t): a for t, a in answer_sets.items()}, indent=1)

@@ -150,10 +150,13 @@ def evaluate_lm(cfg: EvalConfig, run_dir: str | Path | None, output_dir: str | P
         )  # fmt: skip
         metrics["spoken_qa"][vset] = _flat_qa(qa)
         if cfg.cloze:
-            stories = stories_of(data["items"][vset])
-            if len(stories) >= 2:
-                metrics["cloze"][vset] = cloze_accuracy(model, tokenizer, vocab, cloze_items(stories, cfg.seed),
-                                                        batch_size=cfg.batch_size)  # fmt: skip
+            # pairs within one voice: across voices a spoken distractor would give itself away by its speaker
+            by_voice: dict[str, list[dict]] = {}
+            for story in stories_of(data["items"][vset]):
+                by_voice.setdefault(story["voice"], []).append(story)
+            cloze = [it for group in by_voice.values() if len(group) >= 2 for it in cloze_items(group, cfg.seed)]
+            if cloze:
+                metrics["cloze"][vset] = cloze_accuracy(model, tokenizer, vocab, cloze, batch_size=cfg.batch_size)
     metrics["lm_asr_tts"] = {}
     if cfg.asr_tts_samples and paths["speech_tokens"] and Path(paths["speech_tokens"]).exists():
         tokens = load_from_disk(paths["speech_tokens"])
@@ -282,10 +285,12 @@ def score_manifest(
                          f"{speech_tokenizer} a codebook of {st_model.config.codebook_size}")  # fmt: skip
     items = tokenize_records(records, st_model, fe, progress=True)
     answer_sets: dict[int, list[str]] = {}
-    for it in items:
-        answer_sets.setdefault(it["task"], [])
-        if it["answer"] not in answer_sets[it["task"]]:
-            answer_sets[it["task"]].append(it["answer"])
+    from modeling_speechtext.text_normalization import normalize_text
+
+    for it in items:  # "Garden" and "garden" are one candidate
+        known = answer_sets.setdefault(it["task"], [])
+        if normalize_text(it["answer"]) not in {normalize_text(a) for a in known}:
+            known.append(it["answer"])
     single = sorted(t for t, a in answer_sets.items() if len(a) < 2)
     if single:
         logger.warning("tasks %s have one distinct answer in the manifest: ranking there is trivial", single)

@@ -111,7 +111,14 @@ def _tts(
 ) -> tuple[list[list[int]], list[bool]]:
     """Speech ids per text and whether each closed its audio (`<|end_of_audio|>`) within `max_new_tokens`."""
     prompts = [tts_prompt(tokenizer, vocab, t, instruction) for t in texts]
-    pad = _pad_id(tokenizer)
+    return speak(model, prompts, vocab, _pad_id(tokenizer), max_new_tokens, batch_size)
+
+
+def speak(
+    model, prompts: Sequence[list[int]], vocab, pad: int, max_new_tokens: int, batch_size: int
+) -> tuple[list[list[int]], list[bool]]:
+    """Greedy speech after prompts that end inside an open audio block: only speech tokens and
+    `<|end_of_audio|>` may be generated; returns the speech ids and whether each row closed its block."""
     device = next(model.parameters()).device
     allowed = AllowedTokensLogitsProcessor([*vocab.speech_token_range, vocab.end_of_audio_id])
     speech: list[list[int]] = [[] for _ in prompts]
@@ -202,4 +209,5 @@ def lm_asr_tts_wer(
     }
 
 
-__all__ = ["AllowedTokensLogitsProcessor", "asr_prompt", "lm_asr", "lm_asr_tts_wer", "lm_tts", "tts_prompt"]
+__all__ = ["AllowedTokensLogitsProcessor",
+    "speak", "asr_prompt", "lm_asr", "lm_asr_tts_wer", "lm_tts", "tts_prompt"]

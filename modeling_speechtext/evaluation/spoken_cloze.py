@@ -13,13 +13,13 @@ Distractor design (why it measures use of the context and nothing else):
   ending B true, ending A distractor). Every ending is the true one once and the distractor once, so a model
   that ignores the context, however well it knows which sentences are likely, scores exactly 50%: no ending
   wins by being "just more probable". The task is impossible without the story and possible with it;
-* `context_free_accuracy` checks exactly that: each ending scored after a newline-only prompt must come out
+* `context_free_accuracy` checks exactly that: each ending scored after an end-of-text-only prompt must come out
   0.5 (ties count half). Each distinct (prompt, ending) is scored once and the score reused, so the two items
   of a pair compare bitwise-identical numbers. A value other than 0.5 means the items are not whole pairs.
 
 With an odd number of stories the one left over is dropped (a 3-cycle of endings would not be exactly 50%
-without the context). Modalities are `"C->E"`: C the context's modality, E the ending's; a spoken ending is
-`<|begin_of_audio|>` + its speech tokens + `<|end_of_audio|>`, the layout of pretraining (`spoken_qa.prompt_ids`).
+without the context). Modalities are `"C->E"`: C the context's modality, E the ending's, laid out as the interleaved
+pretraining data are (`cloze_sequences`, `spoken_qa.layout_ids`).
 Scores are the summed log-probability of the ending, and (`accuracy_mean_logprob`) the per-token mean, because
 the two endings differ in length and the sum favours short ones.
 """
@@ -30,7 +30,7 @@ import random
 from collections.abc import Sequence
 
 from modeling_speechtext.evaluation.babi_qa import continuation_logprobs
-from modeling_speechtext.evaluation.spoken_qa import prompt_ids
+from modeling_speechtext.evaluation.spoken_qa import layout_ids, spoken_continuation
 
 MODALITIES = ("T->T", "S->T", "S->S", "T->S")
 CHANCE = 0.5
@@ -132,6 +132,29 @@ def _accuracies(scores: list[float], lengths: list[int]) -> tuple[float, float]:
     return summed, mean
 
 
+def newline_free(tokenizer) -> int:
+    """The one-token prompt of the context-free control: the end-of-text token (a document boundary)."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+
+
+def cloze_sequences(item: dict, modality: str, tokenizer, vocab) -> tuple[list[int], list[int], list[int]]:
+    """(prompt, true ending, distractor) ids in the interleaved layout (`spoken_qa.layout_ids`): a text ending is
+    a new line; a spoken ending after a spoken context continues its open block, after a text context it is its
+    own block."""
+    spoken_context, spoken_ending = modality.startswith("S"), modality.endswith("S")
+    context = item["context_speech"] if spoken_context else item["context"]
+    prompt = layout_ids(context, tokenizer, vocab, open_end=spoken_context and spoken_ending)
+
+    def ending(which: str) -> list[int]:
+        if spoken_ending:
+            if not item[f"{which}_speech"]:
+                raise ValueError(f"item {item['id']!r}: the {which} has no speech tokens")
+            return spoken_continuation(item[f"{which}_speech"], vocab, after_speech=spoken_context)
+        return tokenizer("\n" + item[which].strip(), add_special_tokens=False)["input_ids"]
+
+    return prompt, ending("ending"), ending("distractor")
+
+
 def cloze_accuracy(
     model,
     tokenizer,
@@ -152,26 +175,18 @@ def cloze_accuracy(
     if not items:
         raise ValueError("cloze_accuracy: no items (cloze_items needs at least 2 stories)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
     results: dict[str, dict[str, float]] = {}
     for modality in modalities:
         spoken_context, spoken_ending = modality.startswith("S"), modality.endswith("S")
 
-        def ending_ids(item: dict, which: str, spoken: bool = spoken_ending) -> list[int]:
-            if spoken:
-                if not item[f"{which}_speech"]:
-                    raise ValueError(f"item {item['id']!r}: the {which} has no speech tokens")
-                return vocab.wrap(item[f"{which}_speech"])
-            return tokenizer(item[which], add_special_tokens=False)["input_ids"]
-
         pairs, free_pairs, lengths = [], [], []
         for item in items:
-            context = item["context_speech"] if spoken_context else item["context"]
-            prompt = prompt_ids(context[:-1], context[-1], tokenizer, vocab) + newline
-            for which in ("ending", "distractor"):
-                cont = ending_ids(item, which)
+            prompt, true_ids, distractor_ids = cloze_sequences(item, modality, tokenizer, vocab)
+            # context-free control: the same continuations after a prompt that says nothing of the story
+            free = [vocab.begin_of_audio_id] if spoken_context and spoken_ending else [newline_free(tokenizer)]
+            for cont in (true_ids, distractor_ids):
                 pairs.append((prompt, cont))
-                free_pairs.append((newline, cont))
+                free_pairs.append((free, cont))
                 lengths.append(len(cont))
         scores = _unique_logprobs(model, pairs + free_pairs, pad, batch_size)
         accuracy, accuracy_mean = _accuracies(scores[: len(pairs)], lengths)
@@ -187,4 +202,4 @@ def cloze_accuracy(
     return results
 
 
-__all__ = ["CHANCE", "MODALITIES", "cloze_accuracy", "cloze_items", "pair_stories"]
+__all__ = ["CHANCE", "MODALITIES", "cloze_accuracy", "cloze_items", "cloze_sequences", "pair_stories"]
