@@ -5,6 +5,7 @@ Marked slow; it still runs in CI (micro is seconds per stage). A second run must
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -82,6 +83,14 @@ def test_micro_pipeline_end_to_end(tmp_path):
     assert set(result["accuracy"]) == {"T->T", "S->T"} and "S->T  task  1" in proc.stdout
     counts = {t: r["n"] for t, r in result["accuracy"]["S->T"].items()}
     assert counts == {t: len(per) and per["n"] for t, per in metrics["spoken_qa"]["unseen_voices"]["S->T"].items()}
+
+    # the whole suite from the command line: the stage's own settings, into a folder of its own
+    proc = subprocess.run(cli[:6], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "eval_cli" / "metrics.json").read_text())
+    assert again["config"]["asr_tts_samples"] == load_preset("micro")["eval"]["asr_tts_samples"]
+    assert again["spoken_qa"] == metrics["spoken_qa"]  # same LM, same data, same settings: same numbers
+    shutil.rmtree(out / "eval_cli")  # not a stage folder: the second pipeline run must find only its own
 
     proc, seconds = _run(out)
     report = json.loads((out / "pipeline.json").read_text())

@@ -1,6 +1,6 @@
 """`speechtext eval`: the speech-text LM's evaluation suite on a run, or a spoken QA manifest you bring.
 
-    speechtext eval --run runs/demo                       # the suite -> runs/demo/eval/{metrics.json,report.md}
+    speechtext eval --run runs/demo                       # the suite -> runs/demo/eval_cli/{metrics.json,report.md}
     speechtext eval --run runs/demo --spoken_qa my_qa/manifest.jsonl --output my_qa.json
 
 A manifest has one JSON object per line: `id`, `task`, `context_audio` (a list of audio paths relative to the
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", help="speech-text LM folder (default: RUN/pretrain)")
     parser.add_argument("--speech_tokenizer", help="speech tokenizer folder (default: RUN/speech_tokenizer)")
     parser.add_argument("--spoken_qa", help="score this spoken QA manifest (JSONL) instead of the whole suite")
-    parser.add_argument("--output", help="JSON file (--spoken_qa) or folder (suite; default RUN/eval)")
+    parser.add_argument("--output", help="JSON file (--spoken_qa) or folder (suite; default RUN/eval_cli)")
     parser.add_argument("--batch_size", type=int, default=32)
 
 
@@ -50,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if run_dir is None:
         raise ValueError("the whole suite needs --run (its spoken_qa/ and speech_tokens/ stages)")
-    out = Path(args.output) if args.output else run_dir / "eval"
-    cfg = EvalConfig(lm=lm, speech_tokenizer=tokenizer, batch_size=args.batch_size)
+    # the settings of the run's own eval stage when it has one (else the defaults), into a folder of its own so the
+    # stage's metrics.json / report.md next to its stage.json are not overwritten
+    out = Path(args.output) if args.output else run_dir / "eval_cli"
+    marker = run_dir / "eval" / "stage.json"
+    settings = json.loads(marker.read_text())["config"] if marker.is_file() else {}
+    settings = {k: v for k, v in settings.items() if k in EvalConfig.__dataclass_fields__}
+    cfg = EvalConfig.from_dict({**settings, "lm": lm, "speech_tokenizer": tokenizer, "batch_size": args.batch_size})
     metrics = evaluate_lm(cfg, run_dir, out)
     for vset, accuracy in metrics["spoken_qa"].items():
         print(f"== {vset}")
