@@ -94,9 +94,12 @@ def greedy_continuations(
     max_new_tokens: int = 8,
     batch_size: int = 32,
     suppress_tokens: Sequence[int] | None = None,
+    logits_processor=None,
+    eos_token_id: int | None = None,
 ) -> list[list[int]]:
     """Greedy new tokens after each prompt (left-padded batches through `generate`); `suppress_tokens` are never
-    generated (e.g. every speech token, for a text-only answer)."""
+    generated (e.g. every speech token, for a text-only answer); `logits_processor` (a `LogitsProcessorList`)
+    and `eos_token_id` are passed to `generate` (a batch stops once every row has produced the eos)."""
     device = _model_device_dtype(model)
     out: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -115,6 +118,8 @@ def greedy_continuations(
             max_new_tokens=max_new_tokens,
             pad_token_id=pad_token_id,
             suppress_tokens=list(suppress_tokens) if suppress_tokens else None,
+            logits_processor=logits_processor,
+            **({"eos_token_id": eos_token_id} if eos_token_id is not None else {}),
         )
         for row, i in enumerate(chunk):
             out[i] = gen[row, width:].tolist()

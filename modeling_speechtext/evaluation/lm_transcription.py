@@ -119,34 +119,17 @@ def speak(
 ) -> tuple[list[list[int]], list[bool]]:
     """Greedy speech after prompts that end inside an open audio block: only speech tokens and
     `<|end_of_audio|>` may be generated; returns the speech ids and whether each row closed its block."""
-    device = next(model.parameters()).device
     allowed = AllowedTokensLogitsProcessor([*vocab.speech_token_range, vocab.end_of_audio_id])
-    speech: list[list[int]] = [[] for _ in prompts]
-    ended = [False] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # little padding
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(chunk):  # left padding: every row's next token is at the same position
-            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]) :] = 1
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            logits_processor=LogitsProcessorList([allowed]),
-            eos_token_id=vocab.end_of_audio_id,
-            pad_token_id=pad,
-        )
-        for row, i in enumerate(chunk):
-            new = out[row, width:].tolist()
-            ended[i] = vocab.end_of_audio_id in new
-            if ended[i]:
-                new = new[: new.index(vocab.end_of_audio_id)]
-            speech[i] = vocab.token_to_speech_ids(new)  # drops only the padding after an early end
+    generated = greedy_continuations(model, prompts, pad, max_new_tokens, batch_size,
+                                     logits_processor=LogitsProcessorList([allowed]),
+                                     eos_token_id=vocab.end_of_audio_id)  # fmt: skip
+    speech: list[list[int]] = []
+    ended: list[bool] = []
+    for new in generated:
+        ended.append(vocab.end_of_audio_id in new)
+        if ended[-1]:
+            new = new[: new.index(vocab.end_of_audio_id)]
+        speech.append(vocab.token_to_speech_ids(new))  # drops only the padding after an early end
     return speech, ended
 
 
