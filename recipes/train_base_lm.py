@@ -15,6 +15,8 @@ Usage:
 
 Training is TRL's `SFTTrainer` on a language-modeling dataset (`text` column) with packing: each document ends
 with eos and the stream is cut into `max_length` blocks (`packing_strategy: wrapped`, see `BaseLMSFTConfig`).
+`packing: false` trains one document per row instead, padded per batch: the demo's choice, since a block
+boundary inside a bAbI story leaves the answers after it without the sentences they need (docs/SPEECH_TEXT_LM.md).
 Outputs: model + tokenizer + generation config, `metrics.json` (validation loss and perplexity in float32,
 T->T bAbI accuracy on validation stories for the tiny world), `loss_curve.png`, `README.md`.
 """

@@ -167,7 +167,8 @@ def test_presets_parse(preset, tmp_path):
 
     cfg = load_preset(preset)["base_lm"]
     args, training_args = _parser().parse_dict({**cfg, "output_dir": str(tmp_path), "use_cpu": True})
-    assert training_args.packing and training_args.packing_strategy == "wrapped"
+    # demo (and micro, which covers its path): one story per row, since packed blocks cut the stories (measured)
+    assert training_args.packing == (preset in ("tiny", "paper")) and training_args.packing_strategy == "wrapped"
     if preset == "paper":
         assert args.model_name_or_path == "THUDM/glm-4-9b" and not args.continue_training
     else:

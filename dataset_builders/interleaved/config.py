@@ -27,6 +27,10 @@ class InterleavedConfig:
         split, hub_config, text_column, id_column: which records and columns (no id column -> the row index).
         sample_by: for .txt sources, one document per `line`, `paragraph` (blank-line separated) or `document`.
         streaming: stream the source (default: True for Hub datasets, False for local ones).
+        sources, source_column: keep only the documents whose `source_column` is one of `sources` (e.g. the bAbI
+            tasks a run evaluates: `[babi/qa1, babi/qa6, babi/qa11]`); None keeps every document.
+        shuffle: a map-style source's documents in a seeded random order (`seed`) before `max_documents` is taken,
+            so the first N are a sample of the whole source rather than its first files or tasks.
         max_documents: use only the first N documents (required for streams of unknown length).
         documents_per_shard: shard size; a shard is the unit of resumption and of parallelism.
         chunk_documents: documents whose spans are synthesized together (bigger = better-filled batches).
@@ -54,6 +58,9 @@ class InterleavedConfig:
     id_column: str = "id"
     sample_by: str = "line"
     streaming: bool | None = None
+    sources: list[str] | None = None
+    source_column: str = "source"
+    shuffle: bool = False
     max_documents: int | None = None
     documents_per_shard: int = 1000
     chunk_documents: int = 256
@@ -81,6 +88,8 @@ class InterleavedConfig:
         if self.documents_per_shard < 1 or self.chunk_documents < 1 or self.num_proc < 1:
             raise ValueError("documents_per_shard, chunk_documents and num_proc must be >= 1")
         SpanLengthDistribution(**self.span_length)  # validate early, not in a worker
+        if self.sources is not None and (isinstance(self.sources, str) or not self.sources):
+            raise ValueError(f"sources must be a non-empty list of source names or null, got {self.sources!r}")
 
     @property
     def lengths(self) -> SpanLengthDistribution:

@@ -44,6 +44,23 @@ def open_text_source(cfg: InterleavedConfig):
     columns = ds.column_names
     if columns is not None and cfg.text_column not in columns:
         raise ValueError(f"{cfg.source}: no text column {cfg.text_column!r}; columns are {columns}")
+    if cfg.sources is not None:
+        if columns is not None and cfg.source_column not in columns:
+            raise ValueError(
+                f"{cfg.source}: `sources` given but no column {cfg.source_column!r}; columns are {columns}"
+            )
+        wanted = set(cfg.sources)
+        # in memory: a cache file written next to a local source's Arrow files would change its content digest
+        in_memory = {"keep_in_memory": True} if isinstance(ds, datasets.Dataset) else {}
+        ds = ds.filter(lambda source: source in wanted, input_columns=cfg.source_column, **in_memory)
+        if isinstance(ds, datasets.Dataset) and len(ds) == 0:
+            raise ValueError(f"{cfg.source}: no document of sources {sorted(wanted)} in column {cfg.source_column!r}")
+    if cfg.shuffle:
+        if not isinstance(ds, datasets.Dataset):
+            # a stream's shuffle buffer would make a shard's rows depend on how far the buffer had been filled
+            raise ValueError(f"{cfg.source}: `shuffle` needs a map-style source (set streaming: false)")
+        # flatten: the shards read row ranges by `select`, cheap on contiguous rows
+        ds = ds.shuffle(seed=cfg.seed, keep_in_memory=True).flatten_indices(keep_in_memory=True)
     if isinstance(ds, datasets.Dataset):
         n = len(ds)
     else:

@@ -26,6 +26,10 @@ class TextCorpusConfig:
     tasks: list[int] = field(default_factory=lambda: list(range(1, 21)))
     max_stories: int | None = None
     """Keep only the first N stories of each task file (train and test): quick presets."""
+    augment_tasks: list[int] = field(default_factory=list)
+    """Tasks whose train stories get renamed copies (`augment.py`: people, places, objects permuted)."""
+    augment_copies: int = 0
+    """Renamed copies of each train story of `augment_tasks` (train split only; ids `<story id>-rename<k>`)."""
     num_templated_sentences: int = 5000
     sentence_validation_fraction: float = 0.05
     sentence_test_fraction: float = 0.05
@@ -80,6 +84,16 @@ class TextCorpusConfig:
             if not self.tasks or bad:
                 raise ValueError(
                     f"text_corpus config: tasks must be a non-empty list of ints in 1..20, got {self.tasks}"
+                )
+            if self.augment_copies < 0:
+                raise ValueError(f"text_corpus config: augment_copies must be >= 0, got {self.augment_copies}")
+            stray = sorted(set(self.augment_tasks) - set(self.tasks))
+            if stray:
+                raise ValueError(f"text_corpus config: augment_tasks {stray} are not in tasks {self.tasks}")
+            if 20 in self.augment_tasks:
+                raise ValueError(
+                    "text_corpus config: augment_tasks cannot hold task 20 (its answers depend on what a place is, "
+                    "so renaming places would make them false)"
                 )
             if self.num_templated_sentences < 0:
                 raise ValueError("text_corpus config: num_templated_sentences must be >= 0")

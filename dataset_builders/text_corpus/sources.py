@@ -24,6 +24,7 @@ from .babi import (
     render_qa_line,
     templated_sentences,
 )
+from .augment import renamed_copies
 from .config import SPLITS, TextCorpusConfig, assign_split, short_hash
 from .open_text import chunk_items, clean_sentence, read_text_items, split_sentences
 
@@ -39,12 +40,28 @@ class CorpusParts:
     extra_stats: dict[str, Any] = field(default_factory=dict)
 
 
+def _add_babi_story(corpus: CorpusParts, split: str, doc_id: str, story: BabiStory) -> None:
+    """One story as a document of `split` and one qa row per question."""
+    corpus.documents[split].append({"id": doc_id, "text": render_babi_story(story), "source": f"babi/qa{story.task}"})
+    for q in story.questions:
+        corpus.qa[split].append(
+            {
+                "id": f"{doc_id}-{q.line_id:02d}",
+                "task": story.task,
+                "story": "\n".join(render_babi_sentence(s) for s in q.context),
+                "question": render_babi_sentence(q.question, "?"),
+                "answer": render_babi_answer(q.answer),
+            }
+        )
+
+
 def build_tiny_world(cfg: TextCorpusConfig) -> CorpusParts:
     """bAbI stories as documents and qa rows (bAbI's train/test, a seeded validation slice of train), and a
     sentence pool drawn from train stories only plus templated sentences, split by a seeded hash of each sentence."""
     babi_dir = resolve_data_path(cfg.babi_dir)
     corpus = CorpusParts(qa={s: [] for s in SPLITS})
     train_stories: list[BabiStory] = []
+    n_renamed = 0
     for task in sorted(set(cfg.tasks)):
         by_origin = {}
         for origin in ("train", "test"):
@@ -58,22 +75,16 @@ def build_tiny_world(cfg: TextCorpusConfig) -> CorpusParts:
         assigned = [("validation" if s.index in val_ids else "train", s) for s in train]
         assigned += [("test", s) for s in by_origin["test"]]
         for split, story in assigned:
-            doc_id = f"qa{task}-{story.origin}-{story.index:04d}"
-            corpus.documents[split].append(
-                {"id": doc_id, "text": render_babi_story(story), "source": f"babi/qa{task}"}
-            )
-            for q in story.questions:
-                corpus.qa[split].append(
-                    {
-                        "id": f"{doc_id}-{q.line_id:02d}",
-                        "task": task,
-                        "story": "\n".join(render_babi_sentence(s) for s in q.context),
-                        "question": render_babi_sentence(q.question, "?"),
-                        "answer": render_babi_answer(q.answer),
-                    }
-                )
+            _add_babi_story(corpus, split, f"qa{task}-{story.origin}-{story.index:04d}", story)
             if split == "train":
                 train_stories.append(story)
+        # Renamed copies go to train only, after the real stories, with their qa rows; they are not sources of the
+        # sentence pool (their sentences are bAbI's patterns with other fillers, as the templated ones are).
+        if task in cfg.augment_tasks and cfg.augment_copies > 0:
+            real_train = [story for split, story in assigned if split == "train"]
+            for k, copy in renamed_copies(real_train, cfg.augment_copies, cfg.seed):
+                _add_babi_story(corpus, "train", f"qa{task}-{copy.origin}-{copy.index:04d}-rename{k:02d}", copy)
+                n_renamed += 1
 
     # The sentence pool: train stories only, so nothing of validation/test stories leaks into sentences.
     pool: dict[str, tuple[str, str]] = {}  # scoring form -> (text, source)
@@ -110,6 +121,7 @@ def build_tiny_world(cfg: TextCorpusConfig) -> CorpusParts:
         "tasks": sorted(set(cfg.tasks)),
         "babi_sentences": n_real,
         "templated_sentences": len(pool) - n_real,
+        "renamed_documents": n_renamed,
     }
     return corpus
 
