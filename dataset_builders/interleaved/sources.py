@@ -49,18 +49,29 @@ def open_text_source(cfg: InterleavedConfig):
             raise ValueError(
                 f"{cfg.source}: `sources` given but no column {cfg.source_column!r}; columns are {columns}"
             )
+        if not isinstance(ds, datasets.Dataset) and cfg.max_documents is None:
+            # a stream's length is known only before the filter: the shard plan needs a bound
+            raise ValueError(f"{cfg.source}: `sources` on a stream needs max_documents (an upper bound)")
         wanted = set(cfg.sources)
         # in memory: a cache file written next to a local source's Arrow files would change its content digest
         in_memory = {"keep_in_memory": True} if isinstance(ds, datasets.Dataset) else {}
+        ds_unfiltered = ds
         ds = ds.filter(lambda source: source in wanted, input_columns=cfg.source_column, **in_memory)
         if isinstance(ds, datasets.Dataset) and len(ds) == 0:
-            raise ValueError(f"{cfg.source}: no document of sources {sorted(wanted)} in column {cfg.source_column!r}")
+            present = sorted(ds_unfiltered.unique(cfg.source_column))[:10]
+            raise ValueError(
+                f"{cfg.source}: no document of sources {sorted(wanted)} in column {cfg.source_column!r} "
+                f"(it holds e.g. {present})"
+            )
     if cfg.shuffle:
         if not isinstance(ds, datasets.Dataset):
             # a stream's shuffle buffer would make a shard's rows depend on how far the buffer had been filled
             raise ValueError(f"{cfg.source}: `shuffle` needs a map-style source (set streaming: false)")
         # flatten: the shards read row ranges by `select`, cheap on contiguous rows
-        ds = ds.shuffle(seed=cfg.seed, keep_in_memory=True).flatten_indices(keep_in_memory=True)
+        ds = ds.shuffle(seed=cfg.seed, keep_in_memory=True)
+        if cfg.max_documents is not None:  # flatten only the rows used
+            ds = ds.select(range(min(cfg.max_documents, len(ds))))
+        ds = ds.flatten_indices(keep_in_memory=True)
     if isinstance(ds, datasets.Dataset):
         n = len(ds)
     else:

@@ -10,7 +10,7 @@ answer, moves with the renaming; the vocabulary stays the task's own. Only train
 validation and test (bAbI's test file) stay untouched.
 
 Where renaming is not valid: task 20 ties places to motives ("hungry" -> kitchen), so it is refused. Names keep
-their gender because tasks 11 and 13 refer back with "he"/"she".
+their gender because task 11 refers back with "he"/"she".
 """
 
 from __future__ import annotations
@@ -79,7 +79,10 @@ def renamed_story(story: BabiStory, vocabulary: dict[str, list[str]], rng: rando
                 (
                     "question",
                     BabiQuestion(
-                        q.line_id, _rename(q.question, mapping), _rename(q.answer, mapping), q.supporting,
+                        q.line_id,
+                        _rename(q.question, mapping),
+                        _rename(q.answer, mapping),
+                        q.supporting,
                         tuple(statements),
                     ),
                 )

@@ -85,6 +85,15 @@ class TextCorpusConfig:
                 raise ValueError(
                     f"text_corpus config: tasks must be a non-empty list of ints in 1..20, got {self.tasks}"
                 )
+            if not isinstance(self.augment_tasks, list) or not all(isinstance(t, int) for t in self.augment_tasks):
+                raise ValueError(
+                    f"text_corpus config: augment_tasks must be a list of task numbers, got {self.augment_tasks!r}"
+                )
+            if bool(self.augment_tasks) != (self.augment_copies > 0):
+                raise ValueError(
+                    "text_corpus config: augment_tasks and augment_copies go together (tasks to copy and copies > 0), "
+                    f"got {self.augment_tasks} and {self.augment_copies}"
+                )
             if self.augment_copies < 0:
                 raise ValueError(f"text_corpus config: augment_copies must be >= 0, got {self.augment_copies}")
             stray = sorted(set(self.augment_tasks) - set(self.tasks))
@@ -97,6 +106,8 @@ class TextCorpusConfig:
                 )
             if self.num_templated_sentences < 0:
                 raise ValueError("text_corpus config: num_templated_sentences must be >= 0")
+        if self.source != "tiny_world" and (self.augment_tasks or self.augment_copies):
+            raise ValueError("text_corpus config: augment_tasks / augment_copies rename bAbI stories: tiny_world only")
         if self.source == "files" and not self.paths:
             raise ValueError("text_corpus config: source 'files' needs `paths` (files or folders)")
         if self.source == "hub" and not self.hub_dataset:

@@ -14,6 +14,7 @@ from typing import Any
 from modeling_speechtext.paths import resolve_data_path
 from modeling_speechtext.text_normalization import clean_text, normalize_text, words
 
+from .augment import renamed_copies
 from .babi import (
     BabiStory,
     find_babi_file,
@@ -24,7 +25,6 @@ from .babi import (
     render_qa_line,
     templated_sentences,
 )
-from .augment import renamed_copies
 from .config import SPLITS, TextCorpusConfig, assign_split, short_hash
 from .open_text import chunk_items, clean_sentence, read_text_items, split_sentences
 
