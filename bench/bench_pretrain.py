@@ -65,7 +65,9 @@ class StepTimer:
         self.times.append(time.perf_counter() - self._t)
 
 
-def recipe_steps(cfg: dict, batch: int, length: int, steps: int, bf16: bool, rows) -> list[float]:
+def recipe_steps(
+    cfg: dict, batch: int, length: int, steps: int, bf16: bool, rows, gradient_checkpointing: bool = False
+) -> list[float]:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerFast, TrainerCallback
     from trl import SFTTrainer
@@ -87,6 +89,8 @@ def recipe_steps(cfg: dict, batch: int, length: int, steps: int, bf16: bool, row
             output_dir=out, max_length=length, per_device_train_batch_size=batch, max_steps=steps,
             learning_rate=1e-3, use_cpu=not torch.cuda.is_available(), bf16=bf16, report_to="none",
             save_strategy="no", logging_steps=10_000, dataloader_num_workers=0, disable_tqdm=True,
+            # SFTConfig turns gradient checkpointing on by default; the preset (and the bare loop) do not
+            gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
         reset_accelerator_precision()
         trainer = SFTTrainer(model=make_model(cfg), args=args, train_dataset=data, processing_class=tok,
@@ -149,7 +153,7 @@ def main() -> int:
     rows = token_rows(batch * (a.steps + 1), length, TEXT_VOCAB + CODEBOOK)
     recipe, bare = [], []
     for _ in range(a.rounds):
-        recipe += recipe_steps(cfg, batch, length, a.steps, bf16, rows)[2:]
+        recipe += recipe_steps(cfg, batch, length, a.steps, bf16, rows, pre.get("gradient_checkpointing", False))[2:]
         bare += bare_steps(cfg, batch, length, a.steps, bf16, rows)[2:]
     model = make_model(cfg)
     params = sum(p.numel() for p in model.parameters())

@@ -63,10 +63,20 @@ class BaseLMArguments:
     max_eval_documents: int | None = 500
     sources: list[str] | None = field(
         default=None,
-        metadata={"help": "keep only documents whose `source` column is one of these (e.g. babi/qa1): a small "
-                  "budget spent on the tasks that are evaluated"},
+        metadata={
+            "help": "keep only documents whose `source` column is one of these (e.g. babi/qa1): a small "
+            "budget spent on the tasks that are evaluated"
+        },
     )
     qa_eval_samples: int = field(default=300, metadata={"help": "validation bAbI questions for T->T (0: skip)"})
+    qa_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "tiny world: this fraction of the training rows are train questions of text_corpus/qa "
+            "(story + question -> answer, loss on the answer only; the tasks of `sources`), mixed with the "
+            "documents by datasets.interleave_datasets. Needs packing: false"
+        },
+    )
     # a fresh LM of a stock architecture
     model_type: str = field(default="llama", metadata={"help": "any AutoConfig causal LM type: llama, qwen2, ..."})
     hidden_size: int = 256
@@ -237,6 +247,48 @@ tokenizer = AutoTokenizer.from_pretrained("PATH")
 """
 
 
+def with_qa_rows(train_docs, qa_path: Path | None, tokenizer, args: BaseLMArguments, seed: int):
+    """Documents + QA rows as one pre-tokenized dataset (`input_ids`, `completion_mask`: all of a document, only a
+    question's answer), mixed `1 - qa_fraction` : `qa_fraction` by `datasets.interleave_datasets`.
+
+    Why: with the loss on whole documents the answers are ~5% of the tokens, and the demo LM learnt to answer only at
+    the edge of its budget (seed-dependent); rows whose only target is the answer teach look-up several times faster
+    (measured, docs/SPEECH_TEXT_LM.md). The question rows are the corpus's own train questions in the document
+    format (`babi_qa.qa_prompt` / `answer_text`), so nothing of validation or test enters.
+    """
+    from datasets import interleave_datasets, load_from_disk
+
+    from modeling_speechtext.evaluation.babi_qa import answer_text, qa_prompt
+
+    if not 0.0 < args.qa_fraction < 1.0:
+        raise ValueError(f"qa_fraction must be in (0, 1) to mix questions with documents, got {args.qa_fraction}")
+    if qa_path is None or not qa_path.exists():
+        raise FileNotFoundError(f"qa_fraction > 0 needs the corpus's qa rows: {qa_path} not found (tiny world only)")
+    qa = load_from_disk(str(qa_path))["train"]
+    tasks = _tasks_of(args.sources)
+    if tasks:
+        qa = qa.filter(lambda t: t in set(tasks), input_columns="task")
+    if len(qa) == 0:
+        raise ValueError(f"{qa_path}: no train question of tasks {tasks}")
+    eos = [tokenizer.eos_token_id]
+
+    def document(row):
+        ids = tokenizer(row["text"])["input_ids"] + eos
+        return {"input_ids": ids, "completion_mask": [1] * len(ids)}
+
+    def question(row):
+        prompt = tokenizer(qa_prompt(row["story"], row["question"]))["input_ids"]
+        answer = tokenizer(answer_text(row["answer"]), add_special_tokens=False)["input_ids"] + eos
+        return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
+
+    docs = train_docs.map(document, remove_columns=train_docs.column_names)
+    questions = qa.map(question, remove_columns=qa.column_names)
+    return interleave_datasets(
+        [docs, questions], probabilities=[1 - args.qa_fraction, args.qa_fraction], seed=seed,
+        stopping_strategy="all_exhausted",
+    )  # fmt: skip
+
+
 def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, Any]:
     """Reference a given LM, or load documents -> SFTTrainer (packed LM) -> save -> float32 eval -> metrics."""
     import torch
@@ -272,9 +324,18 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
     if training_args.max_length is None or training_args.max_length > positions:
         logger.warning("max_length=%s: using the model's %d positions", training_args.max_length, positions)
         training_args.max_length = positions
+    train_rows = train_docs
+    if args.qa_fraction:
+        if training_args.packing:
+            # a packed block would cut a question from its story, the failure these rows are meant to avoid
+            raise ValueError("qa_fraction > 0 needs packing: false (one document or question per row)")
+        if training_args.completion_only_loss is False:
+            raise ValueError("qa_fraction > 0 needs completion_only_loss (the loss of a question row is its answer)")
+        training_args.completion_only_loss = True  # the rows' completion_mask: whole documents, answers only
+        train_rows = with_qa_rows(train_docs, paths["qa"], tokenizer, args, training_args.seed)
     reset_accelerator_precision()
     trainer = SFTTrainer(
-        model=model, args=training_args, train_dataset=train_docs, eval_dataset=eval_docs, processing_class=tokenizer
+        model=model, args=training_args, train_dataset=train_rows, eval_dataset=eval_docs, processing_class=tokenizer
     )
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
@@ -313,6 +374,8 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         "bf16": bool(training_args.bf16),
         "num_processes": trainer.accelerator.num_processes,
         "sources": args.sources,
+        "qa_fraction": args.qa_fraction,
+        "train_rows": len(train_rows),
     }
     tasks = _tasks_of(args.sources)
     metrics.update(qa_metrics(saved, tokenizer, paths["qa"], args.qa_eval_samples, training_args.seed, tasks))

@@ -173,3 +173,37 @@ def test_presets_parse(preset, tmp_path):
         assert args.model_name_or_path == "THUDM/glm-4-9b" and not args.continue_training
     else:
         assert args.model_name_or_path is None and args.hidden_size % args.num_attention_heads == 0
+
+
+def test_qa_rows_train_only_the_answer_and_mix_by_fraction(micro_run, tmp_path):
+    """`qa_fraction`: question rows end with the answer and carry loss only there; documents carry it everywhere;
+    the mix follows the fraction; a packed run or a missing qa folder is refused by name."""
+    from transformers import AutoTokenizer
+
+    from modeling_speechtext.evaluation.babi_qa import answer_text
+    from recipes.train_base_lm import BaseLMArguments, _load_documents, run_stage, with_qa_rows
+
+    tok = AutoTokenizer.from_pretrained(micro_run / "text_tokenizer")
+    args = BaseLMArguments(sources=["babi/qa1"], qa_fraction=0.3)
+    docs, _ = _load_documents(micro_run / "text_corpus" / "documents", args)
+    rows = with_qa_rows(docs, micro_run / "text_corpus" / "qa", tok, args, seed=0)
+    questions = [r for r in rows if 0 in r["completion_mask"]]
+    documents = [r for r in rows if 0 not in r["completion_mask"]]
+    assert len(documents) >= len(docs) and questions  # all_exhausted: every document and question at least once
+    assert 0.15 < len(questions) / len(rows) < 0.75
+    for r in questions:
+        start = r["completion_mask"].index(1)
+        assert set(r["completion_mask"][start:]) == {1} and r["input_ids"][-1] == tok.eos_token_id
+        answer = tok.decode(r["input_ids"][start:-1])
+        assert answer.startswith(" ") and answer.endswith(".") and "\n" not in answer
+        assert answer in {answer_text(a) for a in ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")}
+        assert "Where is" in tok.decode(r["input_ids"][:start])
+    cfg = {**load_preset("micro")["base_lm"], "seed": 0, "sources": ["babi/qa1"], "qa_fraction": 0.3, "max_steps": 2}
+    with pytest.raises(ValueError, match="needs packing: false"):
+        run_stage({**cfg, "packing": True}, tmp_path / "a", micro_run)
+    with pytest.raises(ValueError, match="needs completion_only_loss"):
+        run_stage({**cfg, "completion_only_loss": False}, tmp_path / "b", micro_run)
+    with pytest.raises(ValueError, match=r"qa_fraction must be in \(0, 1\)"):
+        run_stage({**cfg, "qa_fraction": 1.0}, tmp_path / "c", micro_run)
+    metrics = run_stage(cfg, tmp_path / "d", micro_run)
+    assert metrics["qa_fraction"] == 0.3 and metrics["train_rows"] == len(rows) and metrics["steps"] == 2
