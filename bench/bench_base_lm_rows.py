@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
-from modeling_speechtext.evaluation.babi_qa import answer_text, qa_prompt, text_qa_accuracy
+from modeling_speechtext.evaluation.babi_qa import text_qa_accuracy
 from modeling_speechtext.hardware import resolve_bf16
 from modeling_speechtext.pipeline.presets import load_preset
+from recipes.train_base_lm import question_row
 
 
 def main() -> int:
@@ -88,10 +89,10 @@ def main() -> int:
     )
 
     def qa_row() -> tuple[list[int], list[int]]:
-        r = rng.choice(qa_train)
-        prompt = tok(qa_prompt(r["story"], r["question"]))["input_ids"][-(a.length - 8) :]
-        answer = tok(answer_text(r["answer"]), add_special_tokens=False)["input_ids"]
-        return prompt + answer, [-100] * len(prompt) + answer
+        # the recipe's row (recipes.train_base_lm.question_row) without its eos, the prompt's start cut to fit
+        row = question_row(tok, rng.choice(qa_train))
+        ids, mask = row["input_ids"][:-1][-a.length :], row["completion_mask"][:-1][-a.length :]
+        return ids, [t if m else -100 for t, m in zip(ids, mask)]
 
     curve, tokens, start = [], 0, time.perf_counter()
     for step in range(1, a.steps + 1):
