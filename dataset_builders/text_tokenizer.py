@@ -17,6 +17,7 @@ Stage config (``recipes/configs/<preset>/text_tokenizer.yaml``)::
     special_tokens: []       # extra special tokens (speech tokens are added later, by the text_to_token stage)
     model_max_length: 2048
     max_training_texts: null # cap for large corpora
+    space_after_newline: false  # true: a word at a line start is the same token as inside a line (see below)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _STAGE_KEYS = {
     "trust_remote_code",
     "model_max_length",
     "max_training_texts",
+    "space_after_newline",
     "seed",
 }
 
@@ -60,13 +62,21 @@ def train_text_tokenizer(
     special_tokens: Iterable[str] = (ENDOFTEXT,),
     min_frequency: int = 2,
     model_max_length: int | None = None,
+    space_after_newline: bool = False,
 ):
     """Train a byte-level BPE on `texts_iterator`; save it to `output_dir` (if given) and return it.
 
     `special_tokens` always includes ``<|endoftext|>`` (first, id 0), used as bos/eos/pad. The 256 byte symbols
     are always in the vocabulary, so `vocab_size` must leave room for them and the special tokens.
+
+    `space_after_newline`: a GPT-2 style BPE spells a word differently at the start of a line (``Mary``) and
+    inside one (``ĠMary``), so a bAbI question ("Where is Mary?") names its person with another token than the
+    story lines do, and a small LM must first learn that the two are one name. With this on, the normalizer
+    inserts a space after every newline that is followed by a non-space and the decoder takes it out again, so
+    both spellings are ``ĠMary`` (measured: docs/SPEECH_TEXT_LM.md). The one string that does not round-trip is
+    a newline followed by a space, which decodes without that space: keep it off for free text with indentation.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     specials = [ENDOFTEXT] + [t for t in dict.fromkeys(special_tokens) if t != ENDOFTEXT]
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -79,6 +89,9 @@ def train_text_tokenizer(
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    if space_after_newline:
+        tok.normalizer = normalizers.Replace(Regex(r"\n(?=\S)"), "\n ")
+        tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("\n ", "\n")])
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -124,7 +137,8 @@ def tokenizer_stats(tokenizer, texts: Iterable[str], max_texts: int = 2000) -> d
         n_texts += 1
         n_tokens += len(tokenizer(text, add_special_tokens=False)["input_ids"])
         n_words += len(words(text))
-        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text):
+        normalized = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized):
             if not any(c.isalpha() for c in piece):
                 continue
             n_pieces += 1
@@ -192,6 +206,7 @@ def run_stage(config: dict[str, Any], output_dir: Path, run_dir: Path) -> dict[s
             special_tokens=[ENDOFTEXT, *(config.get("special_tokens") or [])],
             min_frequency=int(config.get("min_frequency", 2)),
             model_max_length=config.get("model_max_length"),
+            space_after_newline=bool(config.get("space_after_newline", False)),
         )
         source = "trained"
     metrics: dict[str, Any] = {"source": source, "vocab_size": len(tok)}

@@ -178,6 +178,7 @@ def test_presets_parse(preset, tmp_path):
 def test_qa_rows_train_only_the_answer_and_mix_by_fraction(micro_run, tmp_path):
     """`qa_fraction`: question rows end with the answer and carry loss only there; documents carry it everywhere;
     the mix follows the fraction; a packed run or a missing qa folder is refused by name."""
+    from datasets import load_from_disk
     from transformers import AutoTokenizer
 
     from modeling_speechtext.evaluation.babi_qa import answer_text
@@ -188,6 +189,7 @@ def test_qa_rows_train_only_the_answer_and_mix_by_fraction(micro_run, tmp_path):
     docs, _ = _load_documents(micro_run / "text_corpus" / "documents", args)
     rows = with_qa_rows(docs, micro_run / "text_corpus" / "qa", tok, args, seed=0)
     questions = [r for r in rows if 0 in r["completion_mask"]]
+    questions_of_qa1 = [t for t in load_from_disk(str(micro_run / "text_corpus" / "qa"))["train"]["task"] if t == 1]
     documents = [r for r in rows if 0 not in r["completion_mask"]]
     assert len(documents) >= len(docs) and questions  # all_exhausted: every document and question at least once
     assert 0.15 < len(questions) / len(rows) < 0.75
@@ -203,7 +205,11 @@ def test_qa_rows_train_only_the_answer_and_mix_by_fraction(micro_run, tmp_path):
         run_stage({**cfg, "packing": True}, tmp_path / "a", micro_run)
     with pytest.raises(ValueError, match="needs completion_only_loss"):
         run_stage({**cfg, "completion_only_loss": False}, tmp_path / "b", micro_run)
-    with pytest.raises(ValueError, match=r"qa_fraction must be in \(0, 1\)"):
-        run_stage({**cfg, "qa_fraction": 1.0}, tmp_path / "c", micro_run)
+    with pytest.raises(ValueError, match=r"qa_fraction must be in \(0, 1\]"):
+        run_stage({**cfg, "qa_fraction": 1.5}, tmp_path / "c", micro_run)
+    only = with_qa_rows(
+        docs, micro_run / "text_corpus" / "qa", tok, BaseLMArguments(sources=["babi/qa1"], qa_fraction=1.0), 0
+    )
+    assert len(only) == len(questions_of_qa1) and all(0 in r["completion_mask"] for r in only)
     metrics = run_stage(cfg, tmp_path / "d", micro_run)
     assert metrics["qa_fraction"] == 0.3 and metrics["train_rows"] == len(rows) and metrics["steps"] == 2

@@ -127,3 +127,22 @@ def test_presets(preset):
         assert cfg["pretrained"] and "vocab_size" not in cfg
     else:
         assert cfg["vocab_size"] >= 257
+
+
+def test_space_after_newline_spells_a_name_alike_everywhere(tmp_path):
+    """`space_after_newline`: a name at a line start and inside a question is one id (without it, two), the text
+    still round-trips except a newline followed by a space (documented), and a saved tokenizer keeps the rule."""
+    from transformers import AutoTokenizer
+
+    plain = tt.train_text_tokenizer(iter(TEXTS), 500)
+    spaced = tt.train_text_tokenizer(iter(TEXTS), 500, tmp_path / "s", space_after_newline=True)
+    story = "Mary moved to the bathroom.\nMary went to the hallway.\nWhere is Mary? hallway."
+    assert plain.tokenize(story).count("\u0120Mary") == 1  # the line-initial ones are "Mary"
+    loaded = AutoTokenizer.from_pretrained(str(tmp_path / "s"))
+    for tok in (spaced, loaded):
+        assert tok.tokenize(story).count("\u0120Mary") == 2 and tok.tokenize(story)[0] == "Mary"
+        for text in [story, *ROUND_TRIP[:1], ROUND_TRIP[2], ROUND_TRIP[3], "a\n\nb\n", ""]:
+            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text, text
+        assert tok.decode(tok("a\n b", add_special_tokens=False)["input_ids"]) == "a\nb"  # the one lossy case
+    stats = tt.tokenizer_stats(loaded, iter([story]))
+    assert stats["single_token_word_fraction"] == 1.0
