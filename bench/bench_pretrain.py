@@ -5,7 +5,8 @@ The preset's base LM shape (`--preset demo`: base_lm.yaml) with the speech vocab
 batch (`per_device_train_batch_size` x `max_length` tokens) and the precision `bf16: auto` picks here. Both arms
 train the same model from the same initial weights on the same random token stream; they alternate
 (recipe, bare, recipe, bare, ...) in one process so both see the same machine load. Step times are the median
-over steps after a warm-up. A matmul of the model's width in the same precision, timed in the same process,
+over steps after a warm-up. A third arm, TRL's own `SFTTrainer` (its fused LM-head loss, which the recipe's
+`CausalLMSFTTrainer` replaces; recipes/lm_trainer.py says why), runs in the same rounds. A matmul of the model's width in the same precision, timed in the same process,
 gives the peak the achieved FLOP/s are compared with (training FLOPs per token ~ 6 x parameters + the attention
 term 12 x layers x hidden x sequence length).
 
@@ -66,13 +67,23 @@ class StepTimer:
 
 
 def recipe_steps(
-    cfg: dict, batch: int, length: int, steps: int, bf16: bool, rows, gradient_checkpointing: bool = False
+    cfg: dict,
+    batch: int,
+    length: int,
+    steps: int,
+    bf16: bool,
+    rows,
+    gradient_checkpointing: bool = False,
+    stock_trl: bool = False,
 ) -> list[float]:
+    """Step times of the recipe's trainer (`recipes.lm_trainer.CausalLMSFTTrainer`) or, with `stock_trl`, of TRL's
+    own `SFTTrainer` (its fused LM-head loss path), same arguments otherwise."""
     from datasets import Dataset
     from transformers import PreTrainedTokenizerFast, TrainerCallback
     from trl import SFTTrainer
 
     from modeling_speechtext.hardware import reset_accelerator_precision
+    from recipes.lm_trainer import CausalLMSFTTrainer
     from recipes.pretrain import PretrainSFTConfig
 
     class Timer(StepTimer, TrainerCallback):
@@ -93,7 +104,7 @@ def recipe_steps(
             gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
         reset_accelerator_precision()
-        trainer = SFTTrainer(model=make_model(cfg), args=args, train_dataset=data, processing_class=tok,
+        trainer = (SFTTrainer if stock_trl else CausalLMSFTTrainer)(model=make_model(cfg), args=args, train_dataset=data, processing_class=tok,
                              callbacks=[timer])  # fmt: skip
         trainer.train()
     return timer.times
@@ -151,21 +162,24 @@ def main() -> int:
     batch, length = pre["per_device_train_batch_size"], pre["max_length"]
     bf16 = resolve_bf16("auto", use_cpu=not torch.cuda.is_available()).bf16
     rows = token_rows(batch * (a.steps + 1), length, TEXT_VOCAB + CODEBOOK)
-    recipe, bare = [], []
+    recipe, stock, bare = [], [], []
+    checkpointing = pre.get("gradient_checkpointing", False)
     for _ in range(a.rounds):
-        recipe += recipe_steps(cfg, batch, length, a.steps, bf16, rows, pre.get("gradient_checkpointing", False))[2:]
+        recipe += recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing)[2:]
         bare += bare_steps(cfg, batch, length, a.steps, bf16, rows)[2:]
+        stock += recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing, stock_trl=True)[2:]
     model = make_model(cfg)
     params = sum(p.numel() for p in model.parameters())
     tokens = batch * length
     flops_per_step = tokens * (6 * params + 12 * cfg["num_hidden_layers"] * cfg["hidden_size"] * length)
     peak = matmul_peak(max(cfg["hidden_size"] * 4, 1024), bf16)
-    r, b = statistics.median(recipe), statistics.median(bare)
+    r, b, st = statistics.median(recipe), statistics.median(bare), statistics.median(stock)
     hw = detect_hardware()
     report = {
         "cpu": hw.cpu_model, "threads": torch.get_num_threads(), "precision": "bf16" if bf16 else "float32",
         "preset": a.preset, "params": params, "batch": f"{batch} x {length} tokens",
         "recipe_s_per_step": round(r, 4), "bare_s_per_step": round(b, 4), "recipe_over_bare": round(r / b, 3),
+        "stock_trl_s_per_step": round(st, 4), "stock_trl_over_bare": round(st / b, 3),
         "recipe_tokens_per_s": round(tokens / r), "bare_tokens_per_s": round(tokens / b),
         "achieved_tflops": round(flops_per_step / r / 1e12, 4), "matmul_peak_tflops": round(peak / 1e12, 4),
         "fraction_of_peak": round(flops_per_step / r / peak, 3), "steps_timed_per_arm": len(recipe),

@@ -153,10 +153,10 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     import torch
     from transformers import AutoModelForCausalLM, set_seed
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer
 
     from modeling_speechtext.data.mixture import build_mixture
     from recipes.common import finish_run
+    from recipes.lm_trainer import CausalLMSFTTrainer
     from recipes.train_base_lm import read_reference
 
     start = time.perf_counter()
@@ -177,7 +177,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
         training_args.max_length = positions
     output_dir = Path(training_args.output_dir)
     reset_accelerator_precision()
-    trainer = SFTTrainer(
+    trainer = CausalLMSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_rows.remove_columns(["part", "id"]),
@@ -196,7 +196,7 @@ def train(args: PretrainArguments, training_args: PretrainSFTConfig) -> dict[str
     # preparation and evaluation are collective (a rank that had already returned left rank 0 failing in a barrier).
     saved = AutoModelForCausalLM.from_pretrained(str(output_dir), dtype=torch.float32).eval()
     reset_accelerator_precision()
-    evaluator = SFTTrainer(
+    evaluator = CausalLMSFTTrainer(
         model=saved, args=replace(training_args, bf16=False, fp16=False), train_dataset=train_rows.select(range(1)).remove_columns(["part", "id"]),
         eval_dataset={p: d.remove_columns(["part", "id"]) for p, d in held.items()}, processing_class=tokenizer,
     )  # fmt: skip

@@ -304,7 +304,8 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer
+
+    from recipes.lm_trainer import CausalLMSFTTrainer
 
     start = time.perf_counter()
     output_dir = Path(training_args.output_dir)
@@ -344,7 +345,7 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         training_args.completion_only_loss = True  # the rows' completion_mask: whole documents, answers only
         train_rows = with_qa_rows(train_docs, paths["qa"], tokenizer, args, training_args.seed)
     reset_accelerator_precision()
-    trainer = SFTTrainer(
+    trainer = CausalLMSFTTrainer(
         model=model, args=training_args, train_dataset=train_rows, eval_dataset=eval_docs, processing_class=tokenizer
     )
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -359,7 +360,7 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
     # Evaluate what a user loads: the saved folder in float32 (Accelerate's autocast wrapper outlives training).
     saved = AutoModelForCausalLM.from_pretrained(str(output_dir), dtype=torch.float32).eval()
     reset_accelerator_precision()
-    eval_trainer = SFTTrainer(  # TRL wants a train set; the eval set stands in (nothing is trained)
+    eval_trainer = CausalLMSFTTrainer(  # TRL wants a train set; the eval set stands in (nothing is trained)
         model=saved,
         args=replace(training_args, bf16=False, fp16=False),
         train_dataset=eval_docs,
