@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234])
     ap.add_argument("--arms", nargs="+", default=["interleaved", "no_interleaved"])
     ap.add_argument("--arm", action="append", default=[], help="NAME=PATH: interleaved part read from PATH")
+    ap.add_argument("--max_steps", type=int, help="every arm's steps (default: the preset's): a larger equal budget")
     ap.add_argument("--output", type=Path, help="default: RUN_DIR/ablation")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -94,10 +95,13 @@ def main() -> int:
     rows = []
     for seed in a.seeds:
         for arm in [*a.arms, *extra]:
-            folder = output / f"{arm}-s{seed}"
+            # the step count is in the name, so that arms of different budgets never mix in one table or resume
+            folder = output / f"{arm}-s{seed}-{a.max_steps or preset['pretrain']['max_steps']}steps"
             done = folder / "eval" / "metrics.json"
             if not done.exists():
                 cfg = arm_config(preset["pretrain"], arm, extra.get(arm), seed)
+                if a.max_steps:
+                    cfg["max_steps"] = a.max_steps
                 pretrain_stage(cfg, folder / "pretrain", a.run_dir)
                 evaluate_lm(EvalConfig.from_dict({**preset["eval"], "lm": str(folder / "pretrain")}), a.run_dir,
                             folder / "eval")  # fmt: skip

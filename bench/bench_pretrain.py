@@ -2,12 +2,13 @@
 and what fraction of this machine's matmul peak does training reach?
 
 The preset's base LM shape (`--preset demo`: base_lm.yaml) with the speech vocabulary added, the pretrain preset's
-batch (`per_device_train_batch_size` x `max_length` tokens) and the precision `bf16: auto` picks here. Both arms
-train the same model from the same initial weights on the same random token stream; they alternate
-(recipe, bare, recipe, bare, ...) in one process so both see the same machine load. Step times are the median
-over steps after a warm-up. A third arm, TRL's own `SFTTrainer` (its fused LM-head loss, which the recipe's
-`CausalLMSFTTrainer` replaces; recipes/lm_trainer.py says why), runs in the same rounds. A matmul of the model's width in the same precision, timed in the same process,
-gives the peak the achieved FLOP/s are compared with (training FLOPs per token ~ 6 x parameters + the attention
+batch (`per_device_train_batch_size` x `max_length` tokens) and the precision `bf16: auto` picks here. Three arms
+train the same model from the same initial weights on the same random token stream: the recipe's trainer
+(`recipes.lm_trainer.CausalLMSFTTrainer`), a bare loop, and TRL's own `SFTTrainer` (its fused LM-head loss, which
+the recipe's trainer replaces; recipes/lm_trainer.py says why). They alternate (recipe, bare, TRL, recipe, ...) in
+one process so all see the same machine load; the two trainers' training losses are reported side by side (same
+objective, so they should agree). Step times are the median over steps after a warm-up. A matmul of the model's
+width in the same precision, timed in the same process, gives the peak the achieved FLOP/s are compared with (training FLOPs per token ~ 6 x parameters + the attention
 term 12 x layers x hidden x sequence length).
 
     .venv/bin/python bench/bench_pretrain.py                     # demo sizes, 2 rounds x 8 steps
@@ -75,8 +76,8 @@ def recipe_steps(
     rows,
     gradient_checkpointing: bool = False,
     stock_trl: bool = False,
-) -> list[float]:
-    """Step times of the recipe's trainer (`recipes.lm_trainer.CausalLMSFTTrainer`) or, with `stock_trl`, of TRL's
+) -> tuple[list[float], float]:
+    """Step times and training loss of the recipe's trainer (`recipes.lm_trainer.CausalLMSFTTrainer`) or, with `stock_trl`, of TRL's
     own `SFTTrainer` (its fused LM-head loss path), same arguments otherwise."""
     from datasets import Dataset
     from transformers import PreTrainedTokenizerFast, TrainerCallback
@@ -104,10 +105,11 @@ def recipe_steps(
             gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
         reset_accelerator_precision()
-        trainer = (SFTTrainer if stock_trl else CausalLMSFTTrainer)(model=make_model(cfg), args=args, train_dataset=data, processing_class=tok,
-                             callbacks=[timer])  # fmt: skip
-        trainer.train()
-    return timer.times
+        trainer_cls = SFTTrainer if stock_trl else CausalLMSFTTrainer
+        trainer = trainer_cls(model=make_model(cfg), args=args, train_dataset=data, processing_class=tok,
+                              callbacks=[timer])  # fmt: skip
+        loss = trainer.train().training_loss
+    return timer.times, loss
 
 
 def bare_steps(cfg: dict, batch: int, length: int, steps: int, bf16: bool, rows) -> list[float]:
@@ -165,9 +167,11 @@ def main() -> int:
     recipe, stock, bare = [], [], []
     checkpointing = pre.get("gradient_checkpointing", False)
     for _ in range(a.rounds):
-        recipe += recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing)[2:]
+        times, recipe_loss = recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing)
+        recipe += times[2:]
         bare += bare_steps(cfg, batch, length, a.steps, bf16, rows)[2:]
-        stock += recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing, stock_trl=True)[2:]
+        times, stock_loss = recipe_steps(cfg, batch, length, a.steps, bf16, rows, checkpointing, stock_trl=True)
+        stock += times[2:]
     model = make_model(cfg)
     params = sum(p.numel() for p in model.parameters())
     tokens = batch * length
@@ -180,6 +184,7 @@ def main() -> int:
         "preset": a.preset, "params": params, "batch": f"{batch} x {length} tokens",
         "recipe_s_per_step": round(r, 4), "bare_s_per_step": round(b, 4), "recipe_over_bare": round(r / b, 3),
         "stock_trl_s_per_step": round(st, 4), "stock_trl_over_bare": round(st / b, 3),
+        "recipe_train_loss": round(recipe_loss, 4), "stock_trl_train_loss": round(stock_loss, 4),
         "recipe_tokens_per_s": round(tokens / r), "bare_tokens_per_s": round(tokens / b),
         "achieved_tflops": round(flops_per_step / r / 1e12, 4), "matmul_peak_tflops": round(peak / 1e12, 4),
         "fraction_of_peak": round(flops_per_step / r / peak, 3), "steps_timed_per_arm": len(recipe),

@@ -17,7 +17,7 @@ Stage config (``recipes/configs/<preset>/text_tokenizer.yaml``)::
     special_tokens: []       # extra special tokens (speech tokens are added later, by the text_to_token stage)
     model_max_length: 2048
     max_training_texts: null # cap for large corpora
-    space_after_newline: false  # true: a word at a line start is the same token as inside a line (see below)
+    space_after_newline: false  # true: a word after a newline is the same token as inside a line (see below)
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def train_text_tokenizer(
     inside one (``ĠMary``), so a bAbI question ("Where is Mary?") names its person with another token than the
     story lines do, and a small LM must first learn that the two are one name. With this on, the normalizer
     inserts a space after every newline that is followed by a non-space and the decoder takes it out again, so
-    both spellings are ``ĠMary`` (measured: docs/SPEECH_TEXT_LM.md). The one string that does not round-trip is
-    a newline followed by a space, which decodes without that space: keep it off for free text with indentation.
+    both spellings are ``ĠMary`` (measured: docs/SPEECH_TEXT_LM.md). The first word of a text keeps its bare form
+    (a space there would come back on decode). The one string that does not round-trip is a newline followed by a
+    space, which decodes without that space: keep it off for free text with indentation.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -186,6 +187,8 @@ def run_stage(config: dict[str, Any], output_dir: Path, run_dir: Path) -> dict[s
     corpus_dir = Path(run_dir) / "text_corpus"
     pretrained = config.get("pretrained")
     if pretrained:
+        if config.get("space_after_newline"):
+            raise ValueError("text_tokenizer config: space_after_newline applies to a trained BPE, not to `pretrained`")
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(pretrained), trust_remote_code=bool(config.get("trust_remote_code")))

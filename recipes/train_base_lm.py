@@ -15,8 +15,9 @@ Usage:
 
 Training is TRL's `SFTTrainer` on a language-modeling dataset (`text` column) with packing: each document ends
 with eos and the stream is cut into `max_length` blocks (`packing_strategy: wrapped`, see `BaseLMSFTConfig`).
-`packing: false` trains one document per row instead, padded per batch: the demo's choice, since a block
-boundary inside a bAbI story leaves the answers after it without the sentences they need (docs/SPEECH_TEXT_LM.md).
+`packing: false` trains one document per row instead, padded per batch, since a block boundary inside a bAbI story
+leaves the answers after it without the sentences they need. `qa_fraction` mixes in (1.0: trains only on) the
+corpus's bAbI train questions as rows with the loss on the answer: the demo's choice (docs/SPEECH_TEXT_LM.md).
 Outputs: model + tokenizer + generation config, `metrics.json` (validation loss and perplexity in float32,
 T->T bAbI accuracy on validation stories for the tiny world), `loss_curve.png`, `README.md`.
 """
@@ -233,8 +234,8 @@ tags: [speechtext, causal-lm]
 # speechtext base LM
 
 The text-only causal LM ({metrics.get("model_type")}, {metrics.get("params", 0) / 1e6:.2f}M parameters) that the
-speech-text LM is grown from (GLM-4-Voice recipe, arXiv:2411.17607). Trained from scratch on the text corpus'
-train documents with the project's byte-level BPE tokenizer; a stock architecture, no remote code.
+speech-text LM is grown from (GLM-4-Voice recipe, arXiv:2411.17607). Trained from scratch on {_training_data(metrics)}
+with the project's byte-level BPE tokenizer; a stock architecture, no remote code.
 
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -246,6 +247,15 @@ tokenizer = AutoTokenizer.from_pretrained("PATH")
 |---|---|
 {rows}
 """
+
+
+def _training_data(metrics: dict[str, Any]) -> str:
+    fraction = metrics.get("qa_fraction") or 0.0
+    if fraction >= 1.0:
+        return "the text corpus' bAbI train questions (story + question, loss on the answer; no plain documents)"
+    if fraction > 0:
+        return f"the text corpus' train documents and, as {fraction:.0%} of the rows, its bAbI train questions"
+    return "the text corpus' train documents"
 
 
 def question_row(tokenizer, row: dict) -> dict[str, list[int]]:
@@ -300,7 +310,7 @@ def with_qa_rows(train_docs, qa_path: Path | None, tokenizer, args: BaseLMArgume
 
 
 def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, Any]:
-    """Reference a given LM, or load documents -> SFTTrainer (packed LM) -> save -> float32 eval -> metrics."""
+    """Reference a given LM, or load documents (and question rows) -> SFTTrainer -> save -> float32 eval -> metrics."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
@@ -378,7 +388,7 @@ def train(args: BaseLMArguments, training_args: BaseLMSFTConfig) -> dict[str, An
         "eval_loss": round(eval_loss, 4),
         "eval_perplexity": round(math.exp(eval_loss), 3),
         "steps": trainer.state.global_step,
-        "train_documents": len(train_docs),
+        "train_documents": 0 if args.qa_fraction >= 1.0 else len(train_docs),
         "train_tokens_seen": train_tokens,
         "resumed_from": Path(last).name if last else None,
         "init_from": args.model_name_or_path,

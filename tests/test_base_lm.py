@@ -167,7 +167,7 @@ def test_presets_parse(preset, tmp_path):
 
     cfg = load_preset(preset)["base_lm"]
     args, training_args = _parser().parse_dict({**cfg, "output_dir": str(tmp_path), "use_cpu": True})
-    # demo (and micro, which covers its path): one story per row, since packed blocks cut the stories (measured)
+    # demo and micro: unpacked rows (question rows / documents), since packed blocks cut the stories (measured)
     assert training_args.packing == (preset in ("tiny", "paper")) and training_args.packing_strategy == "wrapped"
     if preset == "paper":
         assert args.model_name_or_path == "THUDM/glm-4-9b" and not args.continue_training
@@ -213,3 +213,6 @@ def test_qa_rows_train_only_the_answer_and_mix_by_fraction(micro_run, tmp_path):
     assert len(only) == len(questions_of_qa1) and all(0 in r["completion_mask"] for r in only)
     metrics = run_stage(cfg, tmp_path / "d", micro_run)
     assert metrics["qa_fraction"] == 0.3 and metrics["train_rows"] == len(rows) and metrics["steps"] == 2
+    metrics = run_stage({**cfg, "qa_fraction": 1.0}, tmp_path / "e", micro_run)  # the demo's path
+    assert metrics["train_rows"] == len(questions_of_qa1) and metrics["train_documents"] == 0
+    assert "bAbI train questions" in (tmp_path / "e" / "README.md").read_text()

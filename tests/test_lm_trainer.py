@@ -40,7 +40,9 @@ def _loss_and_grad(trainer_cls, tmp_path, **overrides):
     trainer = trainer_cls(model=model, args=args, train_dataset=data, processing_class=tok)
     batch = next(iter(trainer.get_train_dataloader()))
     model.train()
-    n_items = (batch["labels"][:, 1:] != -100).sum()
+    # as under gradient accumulation over 2 such batches: the loss is a sum over this batch / all items of both, so a
+    # trainer that ignored `num_items_in_batch` (a plain mean) would give twice the loss
+    n_items = 2 * (batch["labels"][:, 1:] != -100).sum()
     loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
     loss.backward()
     return loss.item(), model.model.embed_tokens.weight.grad.clone(), trainer, batch
@@ -52,17 +54,41 @@ def test_same_loss_and_gradient_as_trl(tmp_path):
     from recipes.lm_trainer import CausalLMSFTTrainer
 
     ours, g_ours, trainer, batch = _loss_and_grad(CausalLMSFTTrainer, tmp_path / "a")
-    theirs, g_theirs, _, batch_trl = _loss_and_grad(SFTTrainer, tmp_path / "b")
+    theirs, g_theirs, trl_trainer, batch_trl = _loss_and_grad(SFTTrainer, tmp_path / "b")
+    plain_mean = trainer.model(**{k: v for k, v in batch.items() if k != "completion_mask"}).loss.item()
+    assert ours == pytest.approx(plain_mean / 2, rel=1e-5)  # summed over the batch / num_items_in_batch
     assert torch.equal(batch["labels"], batch_trl["labels"])
     assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()  # masked prompt and padding
     assert ours == pytest.approx(theirs, rel=1e-5)
     assert torch.allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-7)
     assert not trainer._uses_trl_loss_path()
+    assert "entropy" not in trainer._metrics["train"] and "entropy" in trl_trainer._metrics["train"]  # not TRL's path
+    accuracy = trainer._metrics["train"]["mean_token_accuracy"]
+    assert accuracy == pytest.approx(trl_trainer._metrics["train"]["mean_token_accuracy"])  # same shift and mask
     _, outputs = trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
-    assert outputs.logits.shape[:2] == batch["input_ids"].shape  # the model's own forward, not TRL's fused head
-    accuracy = trainer._metrics["train"]["mean_token_accuracy"][:1]
-    assert len(accuracy) == 1 and 0.0 <= accuracy[0] <= 1.0
+    assert outputs.logits.shape[:2] == batch["input_ids"].shape
     assert trainer._metrics["train"]["num_tokens"] == [2 * int(batch["attention_mask"].sum())]  # two calls
+
+
+def test_batch_without_loss_tokens_is_a_finite_zero(tmp_path):
+    from recipes.lm_trainer import CausalLMSFTTrainer
+
+    model, args, data, tok = _setup(tmp_path)
+    trainer = CausalLMSFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    loss = trainer.compute_loss(model, batch)
+    assert torch.isfinite(loss) and loss.item() == 0.0 and loss.requires_grad
+
+
+def test_large_vocabulary_keeps_trls_memory_saving_path(tmp_path):
+    from recipes.lm_trainer import FUSED_VOCAB_SIZE, CausalLMSFTTrainer
+
+    model, args, data, tok = _setup(tmp_path)
+    trainer = CausalLMSFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    assert not trainer._uses_trl_loss_path()
+    model.config.vocab_size = FUSED_VOCAB_SIZE + 1
+    assert trainer._uses_trl_loss_path()
 
 
 def test_trl_loss_path_kept_where_needed(tmp_path):

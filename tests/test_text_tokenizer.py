@@ -117,6 +117,8 @@ def test_run_stage_pretrained_copy_and_errors(micro_run, trained, tmp_path):
         tt.run_stage({"vocab": 10, "seed": 0}, tmp_path / "x", micro_run)
     with pytest.raises(FileNotFoundError, match="text_corpus"):
         tt.run_stage({"vocab_size": 300, "seed": 0}, tmp_path / "y", tmp_path / "empty_run")
+    with pytest.raises(ValueError, match="space_after_newline applies to a trained BPE"):
+        tt.run_stage({"pretrained": str(trained[0]), "space_after_newline": True}, tmp_path / "z", micro_run)
 
 
 @pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
@@ -141,7 +143,7 @@ def test_space_after_newline_spells_a_name_alike_everywhere(tmp_path):
     loaded = AutoTokenizer.from_pretrained(str(tmp_path / "s"))
     for tok in (spaced, loaded):
         assert tok.tokenize(story).count("\u0120Mary") == 2 and tok.tokenize(story)[0] == "Mary"
-        for text in [story, *ROUND_TRIP[:1], ROUND_TRIP[2], ROUND_TRIP[3], "a\n\nb\n", ""]:
+        for text in [story, *ROUND_TRIP, "a\n\nb\n"]:
             assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text, text
         assert tok.decode(tok("a\n b", add_special_tokens=False)["input_ids"]) == "a\nb"  # the one lossy case
     stats = tt.tokenizer_stats(loaded, iter([story]))
