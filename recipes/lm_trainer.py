@@ -61,7 +61,7 @@ class CausalLMSFTTrainer(SFTTrainer):
         if not any_valid:  # a batch without a loss token: a finite zero (as TRL), not the mean of nothing (NaN)
             loss = outputs.logits.sum() * 0.0
         self._metrics[mode]["mean_token_accuracy"].append((num_correct / num_valid).item() if num_valid > 0 else 0.0)
-        if mode == "train":
+        if mode == "train":  # TRL's own token count, inline in SFTTrainer.compute_loss (not callable on its own)
             if "attention_mask" in inputs:
                 local = inputs["attention_mask"].sum()
             elif "position_ids" in inputs:  # padding-free batches carry position_ids instead of a mask
