@@ -52,6 +52,8 @@ STAGES: list[StageSpec] = [
     StageSpec("base_lm", "recipes.train_base_lm:run_stage", "the text LM the speech-text LM grows from"),
     StageSpec("pretrain", "recipes.pretrain:run_stage", "speech-text LM pretrained on the data mixture"),
     StageSpec("eval", "modeling_speechtext.evaluation.lm_suite:run_stage", "spoken QA, cloze, the LM's ASR/TTS"),
+    StageSpec("dialogue", "dataset_builders.dialogue:run_stage", "spoken bAbI dialogues: user speech, assistant text+speech"),
+    StageSpec("sft", "recipes.sft_dialogue:run_stage", "dialogue SFT in streaming thoughts, spoken QA through the chat"),
 ]
 
 STAGE_NAMES = [s.name for s in STAGES]
