@@ -34,7 +34,9 @@ logger = logging.getLogger("sft_dialogue")
 @dataclass
 class DialogueSFTArguments:
     run_dir: str | None = field(default=None, metadata={"help": "run folder with pretrain/, dialogue/, spoken_qa/"})
-    model: str | None = field(default=None, metadata={"help": "speech-text LM (folder or Hub id); default <run>/pretrain"})
+    model: str | None = field(
+        default=None, metadata={"help": "speech-text LM (folder or Hub id); default <run>/pretrain"}
+    )
     dialogue_data: str | None = field(default=None, metadata={"help": "Parquet folder; default <run>/dialogue/data"})
     text_chunk: int = 13
     speech_chunk: int = 26
@@ -134,10 +136,13 @@ def train(args: DialogueSFTArguments, training_args: DialogueSFTConfig, model_ar
     data_dir = Path(args.dialogue_data) if args.dialogue_data else (run / "dialogue" / "data" if run else None)
     if data_dir is None or not any(data_dir.glob("train-*.parquet")):
         raise FileNotFoundError(f"no dialogue data: {data_dir}/train-*.parquet (run the dialogue stage)")
-    files = {s: str(data_dir / f"{s}-*.parquet") for s in ("train", "validation") if any(data_dir.glob(f"{s}-*.parquet"))}
+    files = {
+        s: str(data_dir / f"{s}-*.parquet") for s in ("train", "validation") if any(data_dir.glob(f"{s}-*.parquet"))
+    }
     raw = load_dataset("parquet", data_files=files)
     train_rows = to_conversational(raw["train"], tokenizer, layout, args.copies, args.system_prompt).shuffle(
-        seed=training_args.seed)
+        seed=training_args.seed
+    )
     eval_rows = (to_conversational(raw["validation"], tokenizer, layout, {"all": 1}, args.system_prompt)
                  if "validation" in raw else None)  # fmt: skip
     if eval_rows is None:

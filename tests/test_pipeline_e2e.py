@@ -72,6 +72,19 @@ def test_micro_pipeline_end_to_end(tmp_path):
     assert "S->T" in (out / "eval" / "report.md").read_text() and (out / "eval" / "qa_accuracy.png").stat().st_size
     assert "speechtext-eval" in (out / "pretrain" / "README.md").read_text()  # the card carries the numbers
 
+    # dialogue data streams with `datasets` from its Parquet files; the SFT model is a stock causal LM whose
+    # tokenizer carries the chat template, and its chat answers were scored on the held-out voices
+    from datasets import load_dataset
+
+    dialogues = load_dataset(str(out / "dialogue"), split="train")
+    assert len(dialogues) == load_preset("micro")["dialogue"]["dialogues"]["train"]
+    assert all(t["assistant_speech"] and t["assistant_text"].endswith(".") for d in dialogues for t in d["turns"])
+    sft_tok = AutoTokenizer.from_pretrained(out / "sft")
+    sft = AutoModelForCausalLM.from_pretrained(out / "sft")
+    assert "generation" in sft_tok.chat_template and sft.config.speech_text["text_chunk"] == 13
+    chat = json.loads((out / "sft" / "metrics.json").read_text())["chat_qa"]["unseen_voices"]
+    assert set(chat) == {"spoken", "text"} and chat["spoken"]["empty_speech"] == 0  # the layout forces speech
+
     # a spoken QA set a user brings (here: the built manifest), scored by the run's tokenizer and LM
     result_path = tmp_path / "my_qa.json"
     manifest = out / "spoken_qa" / "unseen_voices" / "manifest.jsonl"

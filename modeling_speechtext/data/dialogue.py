@@ -17,10 +17,13 @@ passes to `apply_chat_template`): the paper's two copies of every sample. The te
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from modeling_speechtext.constants import AUDIO_TOKEN_TEMPLATE
+
+logger = logging.getLogger(__name__)
 
 SYSTEM, USER, ASSISTANT = "<|system|>", "<|user|>", "<|assistant|>"
 ROLE_TOKENS = (SYSTEM, USER, ASSISTANT)
@@ -95,8 +98,29 @@ def to_conversational(dataset, tokenizer, layout, copies: dict[str, int], system
         raise ValueError(f"copies must give at least one of {LOSS_ON} a positive count, got {copies}")
     keep = [c for c in dataset.column_names if c in ("id", "task")]
 
+    def fits(row) -> bool:
+        """Every assistant turn can be laid out (its speech outlasts its full text chunks); a T2T output cut
+        short can break that, and such a dialogue is dropped (counted in the log), not a crash mid-epoch."""
+        try:
+            for turn in row["turns"]:
+                assistant_parts(turn["assistant_text"], turn["assistant_speech"], tokenizer, layout)
+            return True
+        except ValueError:
+            return False
+
+    before = len(dataset)
+    dataset = dataset.filter(fits, desc="dialogues that fit the layout")
+    if len(dataset) < before:
+        logger.warning("dialogue: %d of %d dialogues dropped: an assistant turn's speech is too short for the layout",
+                       before - len(dataset), before)  # fmt: skip
+    if not len(dataset):
+        raise ValueError("no dialogue fits the streaming-thoughts layout")
+
     def convert(row, loss_on):
-        return {"messages": dialogue_messages(row, tokenizer, layout, system), "chat_template_kwargs": {"loss_on": loss_on}}
+        return {
+            "messages": dialogue_messages(row, tokenizer, layout, system),
+            "chat_template_kwargs": {"loss_on": loss_on},
+        }
 
     parts = []
     for loss_on, n in copies.items():

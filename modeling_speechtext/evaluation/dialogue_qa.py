@@ -36,7 +36,9 @@ def chat_prompts(items: Sequence[dict], tokenizer, spoken: bool, system: str | N
     prompts = []
     for it in items:
         if spoken:
-            content = speech_block([s for sentence in it["story_speech"] for s in sentence] + list(it["question_speech"]))
+            content = speech_block(
+                [s for sentence in it["story_speech"] for s in sentence] + list(it["question_speech"])
+            )
         else:
             content = "\n".join([*it["story"].split("\n"), it["question"]])
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
@@ -103,8 +105,15 @@ def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Cal
         "per_task": per_task,
         "speech_vs_text_wer": None if agreement is None else round(agreement, 4),
         "empty_speech": sum(not s for s in spoken_ids),
-        "examples": [{"answer": items[i]["answer"], "text": texts[i], "speech_heard": heard[i],
-                      "speech_tokens": len(spoken_ids[i])} for i in range(min(5, len(items)))],  # fmt: skip
+        "examples": [
+            {
+                "answer": items[i]["answer"],
+                "text": texts[i],
+                "speech_heard": heard[i],
+                "speech_tokens": len(spoken_ids[i]),
+            }
+            for i in range(min(5, len(items)))
+        ],  # fmt: skip
     }
 
 

@@ -96,7 +96,11 @@ class StreamingThoughtsLayout:
         pieces: list[tuple[str, list[int]]] = []
         for t in self.build(text_ids, speech_token_ids, eos=False):
             kind = "text" if self.is_text(t) else "speech"
-            if pieces and pieces[-1][0] == kind and not (kind == "speech" and pieces[-1][1][-1] == self.end_of_audio_id):
+            if (
+                pieces
+                and pieces[-1][0] == kind
+                and not (kind == "speech" and pieces[-1][1][-1] == self.end_of_audio_id)
+            ):
                 pieces[-1][1].append(t)
             else:
                 pieces.append((kind, [t]))
