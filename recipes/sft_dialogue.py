@@ -82,6 +82,18 @@ def prepare_model(path: str, args: DialogueSFTArguments):
     return model, tokenizer, layout
 
 
+def speech_lora_config(peft_config, model):
+    """A LoRA config whose embeddings and LM head train in full (`modules_to_save`, unless given): the speech
+    tokens' rows must keep learning (they are what the chat speaks), and a LoRA on attention alone would freeze
+    them. With tied input/output embeddings one copy trains (`ensure_weight_tying`): two untied copies would be
+    re-tied on reload and the trained head dropped."""
+    if not peft_config.modules_to_save:
+        peft_config.modules_to_save = ["embed_tokens", "lm_head"]
+    if getattr(model.config, "tie_word_embeddings", False):
+        peft_config.ensure_weight_tying = True
+    return peft_config
+
+
 def role_ids(tokenizer) -> list[int]:
     from modeling_speechtext.data.dialogue import ROLE_TOKENS
 
@@ -98,18 +110,22 @@ def evaluate_chat(model, tokenizer, layout, args: DialogueSFTArguments, run: Pat
 
     folder = Path(args.eval_spoken_qa) if args.eval_spoken_qa else (run / "spoken_qa" if run else None)
     st = Path(args.speech_tokenizer) if args.speech_tokenizer else (run / "speech_tokenizer" if run else None)
-    if folder is None or not folder.is_dir() or st is None:
+    if folder is None or not folder.is_dir() or st is None or not st.exists():
         logger.warning("no spoken QA folder or speech tokenizer: chat evaluation skipped")
         return {}
     data = load_spoken_qa(folder)
     transcribe = asr_reader(load_speech_tokenizer(st)[0])
     out = {}
+    unknown = sorted(set(args.eval_voice_sets) - set(data["items"]))
+    if unknown:
+        raise ValueError(f"eval_voice_sets {unknown} not in {folder} (it has {sorted(data['items'])})")
     for vset in args.eval_voice_sets:
         items = list(data["items"][vset])[: args.eval_max_items]
-        out[vset] = {"spoken": dialogue_qa(model, tokenizer, layout, items, transcribe, True, args.eval_max_new_tokens,
-                                           batch_size, role_ids(tokenizer)),
-                     "text": dialogue_qa(model, tokenizer, layout, items, transcribe, False, args.eval_max_new_tokens,
-                                         batch_size, role_ids(tokenizer))}  # fmt: skip
+        out[vset] = {
+            kind: dialogue_qa(model, tokenizer, layout, items, transcribe, kind == "spoken", args.eval_max_new_tokens,
+                              batch_size, role_ids(tokenizer), system=args.system_prompt)
+            for kind in ("spoken", "text")
+        }  # fmt: skip
     return out
 
 
@@ -148,10 +164,8 @@ def train(args: DialogueSFTArguments, training_args: DialogueSFTConfig, model_ar
     if eval_rows is None:
         training_args.eval_strategy = "no"
     peft_config = get_peft_config(model_args)
-    if peft_config is not None and not peft_config.modules_to_save:
-        # the speech tokens' rows must keep learning (they are what the chat speaks); a LoRA on attention alone
-        # would freeze them
-        peft_config.modules_to_save = ["embed_tokens", "lm_head"]
+    if peft_config is not None:
+        peft_config = speech_lora_config(peft_config, model)
     output_dir = Path(training_args.output_dir)
     reset_accelerator_precision()
     trainer = CausalLMSFTTrainer(model=model, args=training_args, train_dataset=train_rows, eval_dataset=eval_rows,
@@ -191,9 +205,11 @@ def sft_card(metrics: dict[str, Any]) -> str:
     for vset, r in (metrics.get("chat_qa") or {}).items():
         for src, res in r.items():
             for task, v in res["per_task"].items():
-                rows.append(f"| {vset} | {src} | {task} | " + " | ".join(f"{k} {x:.0%}" for k, x in v.items() if k != "n")
-                            + f" | {res['speech_vs_text_wer']} |")  # fmt: skip
-    table = "\n".join(rows) or "| - | - | - | - | - |"
+                to_text, to_speech = (v[k] for k in v if k != "n")
+                wer = res["speech_vs_text_wer"]
+                rows.append(f"| {vset} | {src} | {task} | {to_text:.0%} | {to_speech:.0%} | "
+                            f"{'-' if wer is None else f'{wer:.0%}'} |")  # fmt: skip
+    table = "\n".join(rows) or "| - | - | - | - | - | - |"
     return f"""---
 library_name: transformers
 pipeline_tag: text-generation
@@ -206,8 +222,8 @@ assistant answers in streaming thoughts ({metrics["layout"]["text_chunk"]} text 
 {metrics["layout"]["speech_chunk"]} speech tokens, alternating). {metrics["steps"]} steps{", LoRA merged" if metrics["peft"] else ""}.
 A stock causal LM (no remote code); the chat template is in the tokenizer, the layout in `config.speech_text`.
 
-| voice set | input | task | accuracy | speech-vs-text WER |
-|---|---|---|---|---|
+| voice set | question | task | text answer right | speech answer right (ASR) | speech-vs-text WER |
+|---|---|---|---|---|---|
 {table}
 """
 
@@ -236,4 +252,4 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     main()
 
-__all__ = ["DialogueSFTArguments", "DialogueSFTConfig", "prepare_model", "run_stage", "train"]
+__all__ = ["DialogueSFTArguments", "DialogueSFTConfig", "prepare_model", "run_stage", "speech_lora_config", "train"]

@@ -111,14 +111,23 @@ def test_chat_template_puts_the_loss_on_the_chosen_parts_and_renders_the_layout_
     assert not any(lay.audio_offset + s in masks["all"] for s in (12, 13, 14, 15))
 
 
-def test_lora_sft_trains_saves_loads_and_merges_to_the_same_logits(tmp_path):
+@pytest.mark.parametrize("tied", [False, True])
+def test_lora_sft_trains_saves_loads_and_merges_to_the_same_logits(tmp_path, tied):
     """Through TRL (conversational rows, assistant-only loss, per-example `loss_on`) with a LoRA whose embeddings
     train (the speech tokens' rows), the adapter saved, reloaded on a fresh base, and merged: same logits."""
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM
 
     from recipes.lm_trainer import CausalLMSFTTrainer
-    from recipes.sft_dialogue import DialogueSFTConfig
+    from recipes.sft_dialogue import DialogueSFTConfig, speech_lora_config
+
+    def fresh_base():
+        model = tiny_llama(tok, seed=3)
+        if tied:  # the demo base LM ties its embeddings
+            model.config.tie_word_embeddings = True
+            model.tie_weights()
+        return model
 
     tok = chat_tokenizer()
     lay = layout_from_tokenizer(tok, text_chunk=3, speech_chunk=5)
@@ -127,13 +136,13 @@ def test_lora_sft_trains_saves_loads_and_merges_to_the_same_logits(tmp_path):
     assert (
         len(rows) == 8 and sorted(r["loss_on"] for r in rows["chat_template_kwargs"]) == ["speech"] * 4 + ["text"] * 4
     )
-    base = tiny_llama(tok, seed=3)
+    base = fresh_base()
     before = base.get_input_embeddings().weight.detach().clone()
     args = DialogueSFTConfig(output_dir=str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=4,
                              learning_rate=5e-2, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
                              logging_steps=1, dataloader_num_workers=0, max_length=256)  # fmt: skip
-    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
-                             modules_to_save=["embed_tokens", "lm_head"])  # fmt: skip
+    peft_config = speech_lora_config(LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                task_type="CAUSAL_LM"), base)  # fmt: skip
     trainer = CausalLMSFTTrainer(
         model=base, args=args, train_dataset=rows, processing_class=tok, peft_config=peft_config
     )
@@ -147,10 +156,13 @@ def test_lora_sft_trains_saves_loads_and_merges_to_the_same_logits(tmp_path):
     )
     with torch.no_grad():
         reference = model(input_ids=x).logits
-        reloaded = PeftModel.from_pretrained(tiny_llama(tok, seed=3), str(tmp_path / "adapter")).eval()
+        reloaded = PeftModel.from_pretrained(fresh_base(), str(tmp_path / "adapter")).eval()
         assert torch.allclose(reloaded(input_ids=x).logits, reference, atol=1e-5)
         merged = reloaded.merge_and_unload()
         assert torch.allclose(merged(input_ids=x).logits, reference, atol=1e-4)
+        merged.save_pretrained(str(tmp_path / "merged"))  # what the recipe saves and a user loads
+        loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).eval()
+        assert torch.allclose(loaded(input_ids=x).logits, reference, atol=1e-4)
     # the speech tokens' embeddings trained, not only the low-rank attention update
     speech_rows = slice(lay.audio_offset, lay.audio_offset + lay.codebook_size)
     assert not torch.allclose(merged.get_input_embeddings().weight[speech_rows], before[speech_rows])

@@ -58,7 +58,8 @@ def plan_dialogues(rows: list[dict], n: int, cfg: DialogueConfig, voices: list[s
     for r in rows:
         if int(r["task"]) in cfg.tasks:
             stories[story_id(r["id"])].append(r)
-    order = [sorted(stories)[i] for i in rng.permutation(len(stories))][:n]
+    names = sorted(stories)
+    order = [names[i] for i in rng.permutation(len(names))][:n]
     out = []
     for sid in order:
         questions = sorted(stories[sid], key=lambda r: r["id"])
@@ -126,12 +127,18 @@ def speak_assistant_turns(dialogues: dict[str, list[dict]], text_to_token, batch
     synth = TextToTokenSynthesizer.from_pretrained(text_to_token)
     sentences = sorted({t["assistant_text"] for rows in dialogues.values() for d in rows for t in d["turns"]})
     out = synth.synthesize(sentences, batch_size=batch_size, return_dict=True, progress=True)
-    speech = dict(zip(sentences, out.speech_ids))
-    for rows in dialogues.values():
-        for d in rows:
+    speech = {t: s for t, s, cut in zip(sentences, out.speech_ids, out.truncated) if not cut and s}
+    dropped = 0
+    for split, rows in dialogues.items():
+        # a runaway (cut at its token budget) is babble, not the sentence: no dialogue trains on it
+        kept = [d for d in rows if all(t["assistant_text"] in speech for t in d["turns"])]
+        dropped += len(rows) - len(kept)
+        for d in kept:
             for turn in d["turns"]:
                 turn["assistant_speech"] = speech[turn["assistant_text"]]
+        dialogues[split] = kept
     return {"answer_sentences": len(sentences), "answer_runaways": int(sum(out.truncated)),
+            "dialogues_dropped_runaway_answer": dropped,
             "answer_speech_tokens_mean": round(float(np.mean([len(s) for s in speech.values()])), 1)}  # fmt: skip
 
 
@@ -180,7 +187,9 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
         raise ValueError("dialogue: no user voices")
     dialogues = {}
     for k, (split, n) in enumerate(sorted(cfg.dialogues.items())):
-        if n and split in qa:
+        if n and split not in qa:
+            raise ValueError(f"dialogue: {n} {split} dialogues asked for, but the QA data has no {split} split")
+        if n:
             dialogues[split] = plan_dialogues(list(qa[split]), int(n), cfg, voices, salt=k)
             if not dialogues[split]:
                 raise ValueError(f"dialogue: no bAbI story of tasks {cfg.tasks} in the {split} QA rows")
@@ -198,6 +207,9 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
             for t in d["turns"]:
                 t.pop("user_sentences", None)
         Dataset.from_list(rows, features=features).to_parquet(str(data_dir / f"{split}-00000-of-00001.parquet"))
+    empty = [s for s, rows in dialogues.items() if not rows]
+    if empty:
+        raise RuntimeError(f"dialogue: no dialogue left in split(s) {empty} after synthesis (see the dropped counts)")
     everything = [d for rows in dialogues.values() for d in rows]
     stats = {"dialogues": {s: len(r) for s, r in dialogues.items()}, "voices": voices, "tasks": list(cfg.tasks),
              "turns_mean": round(float(np.mean([len(d["turns"]) for d in everything])), 2),

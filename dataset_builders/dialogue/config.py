@@ -55,7 +55,7 @@ class DialogueConfig:
         if not self.tasks or any(not 1 <= int(t) <= 20 for t in self.tasks):
             raise ValueError(f"dialogue config: tasks must be bAbI task numbers 1-20, got {self.tasks}")
         unknown = set(self.dialogues) - {"train", "validation"}
-        if unknown or int(self.dialogues.get("train", 0)) < 1:
+        if unknown or int(self.dialogues.get("train", 0)) < 1 or int(self.dialogues.get("validation", 0)) < 0:
             raise ValueError(f"dialogue config: dialogues needs train >= 1 (and optionally validation), got "
                              f"{self.dialogues}")  # fmt: skip
         for name in ("max_turns", "max_voices", "num_proc", "shard_size", "batch_size"):

@@ -94,25 +94,35 @@ def to_conversational(dataset, tokenizer, layout, copies: dict[str, int], system
     from datasets import concatenate_datasets
 
     bad = set(copies) - set(LOSS_ON)
-    if bad or not any(copies.values()):
+    if bad or not any(copies.values()) or any(int(n) < 0 for n in copies.values()):
         raise ValueError(f"copies must give at least one of {LOSS_ON} a positive count, got {copies}")
     keep = [c for c in dataset.column_names if c in ("id", "task")]
 
+    reasons: dict[str, int] = {}
+
     def fits(row) -> bool:
-        """Every assistant turn can be laid out (its speech outlasts its full text chunks); a T2T output cut
-        short can break that, and such a dialogue is dropped (counted in the log), not a crash mid-epoch."""
+        """Every turn renders: user content present, and the assistant turn laid out in the LM's own tokens
+        (its speech outlasts its full text chunks, and the decoded chunks re-tokenize to the same ids: what the
+        logits processor enforces at inference). A T2T output cut short breaks the first; such a dialogue is
+        dropped and counted by reason, not a crash mid-epoch."""
         try:
             for turn in row["turns"]:
-                assistant_parts(turn["assistant_text"], turn["assistant_speech"], tokenizer, layout)
+                user_parts(turn, row.get("user_modality", "speech"))
+                parts = assistant_parts(turn["assistant_text"], turn["assistant_speech"], tokenizer, layout)
+                text_ids = tokenizer(turn["assistant_text"], add_special_tokens=False)["input_ids"]
+                speech = [layout.audio_offset + int(s) for s in turn["assistant_speech"]]
+                rendered = tokenizer("".join(p["text"] for p in parts), add_special_tokens=False)["input_ids"]
+                if rendered != layout.build(text_ids, speech, eos=False):
+                    raise ValueError("the text chunks re-tokenize to other ids")
             return True
-        except ValueError:
+        except ValueError as e:
+            reasons[str(e)[:80]] = reasons.get(str(e)[:80], 0) + 1
             return False
 
     before = len(dataset)
-    dataset = dataset.filter(fits, desc="dialogues that fit the layout")
+    dataset = dataset.filter(fits, desc="dialogues that fit the layout", num_proc=None)
     if len(dataset) < before:
-        logger.warning("dialogue: %d of %d dialogues dropped: an assistant turn's speech is too short for the layout",
-                       before - len(dataset), before)  # fmt: skip
+        logger.warning("dialogue: %d of %d dialogues dropped: %s", before - len(dataset), before, reasons)
     if not len(dataset):
         raise ValueError("no dialogue fits the streaming-thoughts layout")
 

@@ -96,10 +96,13 @@ def greedy_continuations(
     suppress_tokens: Sequence[int] | None = None,
     logits_processor=None,
     eos_token_id: int | None = None,
+    processor_for_width=None,
 ) -> list[list[int]]:
     """Greedy new tokens after each prompt (left-padded batches through `generate`); `suppress_tokens` are never
     generated (e.g. every speech token, for a text-only answer); `logits_processor` (a `LogitsProcessorList`)
-    and `eos_token_id` are passed to `generate` (a batch stops once every row has produced the eos)."""
+    and `eos_token_id` are passed to `generate` (a batch stops once every row has produced the eos);
+    `processor_for_width(width)` builds a batch's `LogitsProcessorList` from its padded prompt width (a processor
+    that must know where the continuation starts)."""
     device = _model_device_dtype(model)
     out: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -118,7 +121,7 @@ def greedy_continuations(
             max_new_tokens=max_new_tokens,
             pad_token_id=pad_token_id,
             suppress_tokens=list(suppress_tokens) if suppress_tokens else None,
-            logits_processor=logits_processor,
+            logits_processor=processor_for_width(width) if processor_for_width else logits_processor,
             **({"eos_token_id": eos_token_id} if eos_token_id is not None else {}),
         )
         for row, i in enumerate(chunk):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
-
 from modeling_speechtext.evaluation.wer import error_rates
 from modeling_speechtext.text_normalization import normalize_text
 
@@ -47,42 +45,29 @@ def chat_prompts(items: Sequence[dict], tokenizer, spoken: bool, system: str | N
     return prompts
 
 
-@torch.no_grad()
 def generate_turns(model, prompts: list[list[int]], layout, pad_token_id: int, max_new_tokens: int,
                    batch_size: int = 16, mode: str = "interleaved", suppress_ids: Sequence[int] = ()):  # fmt: skip
-    """Greedy assistant turns under the layout processor: [(text ids, speech ids)] in prompt order (left padding,
-    prompts sorted by length so a batch holds similar ones)."""
+    """Greedy assistant turns under the layout processor: [(text ids, speech ids)] in prompt order."""
     from transformers import LogitsProcessorList
 
+    from modeling_speechtext.evaluation.babi_qa import greedy_continuations
     from modeling_speechtext.models.speech_text.logits_process_speech_text import StreamingThoughtsLogitsProcessor
 
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[tuple[list[int], list[int]] | None] = [None] * len(prompts)
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(idx):
-            ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[r, width - len(prompts[i]) :] = 1
-        proc = StreamingThoughtsLogitsProcessor(layout, width, mode, suppress_ids)
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([proc]),
-                             eos_token_id=layout.eos_token_id, pad_token_id=pad_token_id)  # fmt: skip
-        for r, i in enumerate(idx):
-            out[i] = layout.parse(gen[r, width:].tolist())
-    return out
+    def processor(width: int):
+        return LogitsProcessorList([StreamingThoughtsLogitsProcessor(layout, width, mode, suppress_ids)])
+
+    gen = greedy_continuations(model, prompts, pad_token_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               eos_token_id=layout.eos_token_id, processor_for_width=processor)  # fmt: skip
+    return [layout.parse(g) for g in gen]
 
 
 def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Callable[[list[list[int]]], list[str]],
                 spoken: bool = True, max_new_tokens: int = 120, batch_size: int = 16,
-                suppress_ids: Sequence[int] = ()) -> dict:  # fmt: skip
+                suppress_ids: Sequence[int] = (), system: str | None = None) -> dict:  # fmt: skip
     """Accuracy of the text answer (->T) and of the speech answer read back (->S) per task, the speech-vs-text
     WER, and a few examples. `transcribe`: speech ids -> text (the speech tokenizer's ASR head)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    turns = generate_turns(model, chat_prompts(items, tokenizer, spoken), layout, pad, max_new_tokens, batch_size,
+    turns = generate_turns(model, chat_prompts(items, tokenizer, spoken, system), layout, pad, max_new_tokens, batch_size,
                            suppress_ids=suppress_ids)  # fmt: skip
     texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t, _ in turns]
     spoken_ids = [s for _, s in turns]
