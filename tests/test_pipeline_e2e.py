@@ -78,10 +78,22 @@ def test_micro_pipeline_end_to_end(tmp_path):
 
     dialogues = load_dataset(str(out / "dialogue"), split="train")
     assert len(dialogues) == load_preset("micro")["dialogue"]["dialogues"]["train"]
-    assert all(t["assistant_speech"] and t["assistant_text"].endswith(".") for d in dialogues for t in d["turns"])
+    assert all(t["assistant_speech"] and t["answer"] in t["assistant_text"].lower() for d in dialogues for t in d["turns"]
+               if t["answer"] not in ("yes", "no"))  # fmt: skip
     sft_tok = AutoTokenizer.from_pretrained(out / "sft")
     sft = AutoModelForCausalLM.from_pretrained(out / "sft")
-    assert "generation" in sft_tok.chat_template and sft.config.speech_text["text_chunk"] == 13
+    from modeling_speechtext.data.dialogue import dialogue_messages, layout_from_tokenizer
+
+    layout = layout_from_tokenizer(sft_tok, **{k: sft.config.speech_text[k] for k in ("text_chunk", "speech_chunk")})
+    row = dialogues[0]
+    turn = row["turns"][0]
+    messages = dialogue_messages({**row, "turns": [turn]}, sft_tok, layout)
+    prompt = sft_tok.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=True, return_dict=True)
+    full = sft_tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    text_ids = sft_tok(turn["assistant_text"], add_special_tokens=False)["input_ids"]
+    # the saved tokenizer's template renders exactly the layout the logits processor enforces
+    assert full[len(prompt["input_ids"]) :] == layout.build(text_ids, [layout.audio_offset + s for s in turn["assistant_speech"]])
+    assert sft.get_input_embeddings().num_embeddings >= len(sft_tok)  # role tokens added to the model as well
     chat = json.loads((out / "sft" / "metrics.json").read_text())["chat_qa"]["unseen_voices"]
     assert set(chat) == {"spoken", "text"} and chat["spoken"]["empty_speech"] == 0  # the layout forces speech
 

@@ -107,7 +107,7 @@ def test_processor_batches_rows_at_different_positions_and_ignores_pad_after_eos
         [ROLE, 1, 2],          # full text chunk: must open speech
         [ROLE, 1, BOA],        # short text chunk -> final speech: speech only (no eoa before one token)
         [ROLE, BOA, OFFSET],   # final speech with one token: speech or eoa
-        [ROLE, 1, EOS],        # done; pad (= eos) follows: any mask, no error
+        [ROLE, 1, EOS],        # done in text mode would be legal; here eos in a text slot ends the row: eos only
     ])  # fmt: skip
     out = proc(ids, torch.zeros(4, VOCAB))
     allowed = [set(torch.nonzero(row > torch.finfo(row.dtype).min).flatten().tolist()) for row in out]
@@ -146,3 +146,14 @@ def test_random_turns_round_trip_through_build_and_parse():
         ids = lay.build(text, speech)
         assert lay.next_allowed(ids) == "end"
         assert lay.parse(ids) == (text, [s - OFFSET for s in speech])
+
+
+def test_processor_on_finished_rows_padded_with_another_pad_token():
+    """`generate` pads a finished row with pad_token_id (here not eos): the row stays finished, no error."""
+    lay = make_layout(2, 3)
+    proc = StreamingThoughtsLogitsProcessor(lay, prompt_length=1, suppress_ids=[ROLE])
+    ids = torch.tensor([[ROLE, BOA, OFFSET, EOA, EOS, ROLE, ROLE], [ROLE, 1, 2, BOA, OFFSET, OFFSET, OFFSET]])
+    out = proc(ids, torch.zeros(2, VOCAB))
+    allowed = [set(torch.nonzero(row > torch.finfo(row.dtype).min).flatten().tolist()) for row in out]
+    assert allowed[0] == {EOS}
+    assert allowed[1] == {EOA}  # a full text chunk's speech chunk is exactly speech_chunk long
