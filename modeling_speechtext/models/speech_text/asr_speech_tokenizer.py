@@ -1,0 +1,1 @@
+../speech_tokenizer/asr_speech_tokenizer.py

@@ -1,0 +1,1 @@
+../speech_tokenizer/convert_whisper_to_speech_tokenizer.py

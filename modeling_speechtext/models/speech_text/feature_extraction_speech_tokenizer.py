@@ -1,0 +1,1 @@
+../speech_tokenizer/feature_extraction_speech_tokenizer.py

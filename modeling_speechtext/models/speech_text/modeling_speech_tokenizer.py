@@ -1,0 +1,1 @@
+../speech_tokenizer/modeling_speech_tokenizer.py

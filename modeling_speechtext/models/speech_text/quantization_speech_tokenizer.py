@@ -1,0 +1,1 @@
+../speech_tokenizer/quantization_speech_tokenizer.py

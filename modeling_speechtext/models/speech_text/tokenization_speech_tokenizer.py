@@ -1,0 +1,1 @@
+../speech_tokenizer/tokenization_speech_tokenizer.py
