@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resynthesize": ("modeling_speechtext.cli.resynthesize", "audio -> speech tokens -> decoder -> audio"),
     "interleave": ("modeling_speechtext.cli.interleave", "text -> interleaved speech-text data with a T2T model"),
     "eval": ("modeling_speechtext.cli.evaluate", "evaluate a speech-text LM: spoken bAbI QA, cloze, ASR/TTS"),
+    "chat": ("modeling_speechtext.cli.chat", "ask the dialogue model a spoken or typed question; text + speech out"),
 }
 
 
