@@ -97,6 +97,18 @@ def test_micro_pipeline_end_to_end(tmp_path):
     chat = json.loads((out / "sft" / "metrics.json").read_text())["chat_qa"]["unseen_voices"]
     assert set(chat) == {"spoken", "text"} and chat["spoken"]["empty_speech"] == 0  # the layout forces speech
 
+    # after the pipeline the chat answers a spoken question with text and audio (CLI, the run folder as the model)
+    question = json.loads((out / "spoken_qa" / "unseen_voices" / "manifest.jsonl").read_text().splitlines()[0])
+    answer = tmp_path / "answer.wav"
+    cli = [sys.executable, "-m", "modeling_speechtext.cli.main", "chat", "--run", str(out), "--audio",
+           str(out / "spoken_qa" / "unseen_voices" / question["question_audio"]), "--output", str(answer)]  # fmt: skip
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import soundfile as sf
+
+    wave, rate = sf.read(answer)
+    assert rate == 16000 and len(wave) >= 1280 and proc.stdout.split("\n")[0].strip()  # speech and a text answer
+
     # a spoken QA set a user brings (here: the built manifest), scored by the run's tokenizer and LM
     result_path = tmp_path / "my_qa.json"
     manifest = out / "spoken_qa" / "unseen_voices" / "manifest.jsonl"
