@@ -129,3 +129,20 @@ def test_fresh_process_auto_classes_round_trip_and_the_lm_loads_alone(tmp_path):
     auto_map = json.loads((tmp_path / "m" / "config.json").read_text())["auto_map"]
     assert auto_map == {"AutoConfig": "configuration_speech_text.SpeechTextConfig",
                         "AutoModel": "modeling_speech_text.SpeechTextForConditionalGeneration"}  # fmt: skip
+
+
+def test_lm_with_tied_embeddings_saves_and_reloads_tied(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    st, lm, tok, _ = chat_parts()
+    lm.config.tie_word_embeddings = True
+    torch.manual_seed(1)
+    lm = LlamaForCausalLM(lm.config).eval()
+    model = SpeechTextForConditionalGeneration.from_parts(st, lm, tok)
+    x = torch.tensor([[1, 2, 3, 316, 300, 317]])
+    expected = model(input_ids=x).logits
+    model.save_pretrained(tmp_path)
+    again = SpeechTextForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert again.language_model.lm_head.weight is again.language_model.get_input_embeddings().weight
+    torch.testing.assert_close(again(input_ids=x).logits, expected)
+    assert again.speech_tokenizer.asr_vocabulary == st.asr_vocabulary  # the ASR head's strings travel too
