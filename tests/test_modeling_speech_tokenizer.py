@@ -1,14 +1,13 @@
 """SpeechTokenizerConfig / SpeechTokenizerModel / speech_tokenization: tiny configs, things that can fail."""
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from remote_code import run_without_package
 
 from modeling_speechtext.generation.speech_tokenization import (
     build_feature_extractor,
@@ -333,15 +332,8 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens_and_transcripts(
     assert "asr_speech_tokenizer.py" in sources <= {p.name for p in (tmp_path / "tok").glob("*.py")}
     script = textwrap.dedent(
         """
-        import json, sys
+        import json
         import numpy as np, torch
-
-        class Block:  # the editable install would otherwise make our package importable
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("modeling_speechtext", "dataset_builders", "recipes"):
-                    raise ImportError("blocked: " + name)
-
-        sys.meta_path.insert(0, Block())
         from transformers import AutoFeatureExtractor, AutoModel
         try:
             import modeling_speechtext  # noqa: F401
@@ -360,14 +352,7 @@ def test_fresh_process_trust_remote_code_gives_identical_tokens_and_transcripts(
         print(json.dumps({"ids": out, "texts": model.transcribe_tokens(out), "modules": modules}))
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PYTHONPATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_without_package(script, tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ids"] == expected

@@ -2,13 +2,12 @@
 exactly where the template puts it, clear errors, and the AutoClass round trip in a process without this package."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from remote_code import run_without_package
 from speech_text_fixtures import CODEBOOK, chat_parts, clip, tiny_speech_text
 
 from modeling_speechtext.models.speech_text.configuration_speech_text import SpeechTextConfig
@@ -93,15 +92,8 @@ def test_fresh_process_auto_classes_round_trip_and_the_lm_loads_alone(tmp_path):
     lm_logits = model.language_model(input_ids=expected.sequences).logits[0, -1].tolist()
     script = textwrap.dedent(
         """
-        import json, sys
+        import json
         import numpy as np, torch
-
-        class Block:  # the editable install would otherwise make our package importable
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("modeling_speechtext", "dataset_builders", "recipes"):
-                    raise ImportError("blocked: " + name)
-
-        sys.meta_path.insert(0, Block())
         from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
         config = AutoConfig.from_pretrained("m", trust_remote_code=True)
         model = AutoModel.from_pretrained("m", trust_remote_code=True).eval()
@@ -115,10 +107,7 @@ def test_fresh_process_auto_classes_round_trip_and_the_lm_loads_alone(tmp_path):
             out.speech_ids), "logits": logits, "modules": modules, "lm": type(lm).__name__}))
         """
     )
-    proc_run = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=180,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PYTHONPATH": ""},
-    )  # fmt: skip
+    proc_run = run_without_package(script, tmp_path)
     assert proc_run.returncode == 0, proc_run.stderr[-3000:]
     got = json.loads(proc_run.stdout.strip().splitlines()[-1])
     assert got["text"] == expected.text_ids and got["speech"] == expected.speech_ids

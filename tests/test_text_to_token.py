@@ -1,10 +1,9 @@
 import contextlib
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from remote_code import run_without_package
 from t2t_fixtures import SENTENCES, plain_text_lm, tiny_t2t, tiny_text_tokenizer
 
 from modeling_speechtext.evaluation.text_to_token import tts_wer
@@ -310,13 +309,6 @@ def test_saved_generation_config_describes_the_synthesizer(synth, tmp_path):
 
 FRESH_PROCESS = """
 import json, sys
-
-class Block:  # the editable install would otherwise make our package importable
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("modeling_speechtext", "dataset_builders", "recipes"):
-            raise ImportError("blocked: " + name)
-
-sys.meta_path.insert(0, Block())
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 torch.set_num_threads(1)
@@ -356,12 +348,9 @@ def test_plain_generate_of_a_saved_folder_writes_speech_tokens_only(synth, tmp_p
     """The folder alone (fresh process, package not importable) + `trust_remote_code=True`: speech, then the end."""
     synth.save_pretrained(tmp_path / "t2t")
     texts = SENTENCES
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FRESH_PROCESS), str(tmp_path / "t2t"), json.dumps(texts),
-         card_snippet(tmp_path / "t2t")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PYTHONPATH": "",
-             "HF_MODULES_CACHE": str(tmp_path / "modules")},
+    proc = run_without_package(
+        textwrap.dedent(FRESH_PROCESS), tmp_path, args=(str(tmp_path / "t2t"), json.dumps(texts),
+        card_snippet(tmp_path / "t2t")), timeout=300, HF_MODULES_CACHE=str(tmp_path / "modules"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

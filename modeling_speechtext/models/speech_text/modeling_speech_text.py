@@ -12,7 +12,6 @@ placeholder (as Qwen2-Audio expands its audio placeholder, but with ids), and ru
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ from transformers.utils import ModelOutput
 from .configuration_speech_text import SpeechTextConfig
 from .logits_process_speech_text import StreamingThoughtsLogitsProcessor
 from .modeling_speech_tokenizer import SpeechTokenizerModel
-from .tokenization_speech_tokenizer import ASR_VOCAB_NAME, SpeechTokenizerAsrVocabulary
 
 ROLE_TOKENS = {"system_token_id": "<|system|>", "user_token_id": "<|user|>", "assistant_token_id": "<|assistant|>"}
 
@@ -215,26 +213,14 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
     # ------------------------------------------------------------------------------------------------ files
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` + the speech tokenizer's `asr_vocab.json` (its ASR head's strings)."""
-        if kwargs.get("is_main_process", True) and not os.path.isfile(save_directory):
-            os.makedirs(save_directory, exist_ok=True)
-            if self.speech_tokenizer.asr_vocabulary is not None:
-                self.speech_tokenizer.asr_vocabulary.save_pretrained(save_directory)
-            elif os.path.isfile(os.path.join(save_directory, ASR_VOCAB_NAME)):
-                os.remove(os.path.join(save_directory, ASR_VOCAB_NAME))
+        self.speech_tokenizer.save_asr_vocabulary(save_directory, kwargs.get("is_main_process", True))
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        hub_keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
-        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        vocabulary = SpeechTokenizerAsrVocabulary.from_pretrained(
-            pretrained_model_name_or_path, expected_size=model.config.speech_tokenizer_config.asr_vocab_size,
-            **hub_kwargs,
-        )  # fmt: skip
-        if vocabulary is not None:
-            model.speech_tokenizer.asr_vocabulary = vocabulary
+        model.speech_tokenizer.load_asr_vocabulary(pretrained_model_name_or_path, **kwargs)
         return loaded
 
 

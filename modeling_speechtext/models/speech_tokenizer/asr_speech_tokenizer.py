@@ -124,34 +124,43 @@ class SpeechTokenizerAsrMixin:
         self.asr_vocabulary = vocabulary
 
     # ----------------------------------------------------------------- the vocabulary travels with the weights
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained` + `asr_vocab.json` (written first, so `push_to_hub=True` uploads it)."""
-        if kwargs.get("is_main_process", True) and not os.path.isfile(save_directory):
+    def save_asr_vocabulary(self, save_directory, is_main_process: bool = True) -> None:
+        """Write `asr_vocab.json` into a model folder (or remove a stale one). Also used by models that hold this
+        one (the speech-text model), so the file is written in one place."""
+        if is_main_process and not os.path.isfile(save_directory):
             os.makedirs(save_directory, exist_ok=True)
             stale = os.path.join(save_directory, ASR_VOCAB_NAME)
             if self.asr_vocabulary is not None:
                 self.asr_vocabulary.save_pretrained(save_directory)
             elif os.path.isfile(stale):  # another model's vocabulary must not be picked up with these weights
                 os.remove(stale)
+
+    def load_asr_vocabulary(self, pretrained_model_name_or_path, **kwargs) -> None:
+        """Read a folder's `asr_vocab.json` (checked against `asr_vocab_size`); `kwargs`: from_pretrained's."""
+        hub_keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
+        vocabulary = SpeechTokenizerAsrVocabulary.from_pretrained(
+            pretrained_model_name_or_path, expected_size=self.config.asr_vocab_size, **hub_kwargs
+        )
+        if vocabulary is not None:
+            self.asr_vocabulary = vocabulary
+        elif self.asr_vocabulary is None:
+            logger.warning(
+                "%s has no %s: the model encodes, but transcribe_tokens needs set_asr_vocabulary(tokenizer)",
+                pretrained_model_name_or_path, ASR_VOCAB_NAME,
+            )  # fmt: skip
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained` + `asr_vocab.json` (written first, so `push_to_hub=True` uploads it)."""
+        self.save_asr_vocabulary(save_directory, kwargs.get("is_main_process", True))
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained` + the folder's `asr_vocab.json` (checked against `asr_vocab_size`)."""
-        hub_keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
-        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
-        vocabulary = SpeechTokenizerAsrVocabulary.from_pretrained(
-            pretrained_model_name_or_path, expected_size=model.config.asr_vocab_size, **hub_kwargs
-        )
-        if vocabulary is not None:
-            model.asr_vocabulary = vocabulary
-        elif model.asr_vocabulary is None:
-            logger.warning(
-                "%s has no %s: the model encodes, but transcribe_tokens needs set_asr_vocabulary(tokenizer)",
-                pretrained_model_name_or_path, ASR_VOCAB_NAME,
-            )  # fmt: skip
+        model.load_asr_vocabulary(pretrained_model_name_or_path, **kwargs)
         return loaded
 
 
