@@ -77,7 +77,10 @@ def test_micro_pipeline_end_to_end(tmp_path):
     from datasets import load_dataset
 
     dialogues = load_dataset(str(out / "dialogue"), split="train")
-    assert len(dialogues) == load_preset("micro")["dialogue"]["dialogues"]["train"]
+    built = json.loads((out / "dialogue" / "stats.json").read_text())
+    # dialogues whose answer speech ran away (micro's text-to-token model is barely trained) are dropped, counted
+    assert len(dialogues) == built["dialogues"]["train"] > 0
+    assert len(dialogues) + built["dialogues_dropped_runaway_answer"] >= load_preset("micro")["dialogue"]["dialogues"]["train"]
     assert all(t["assistant_speech"] and t["answer"] in t["assistant_text"].lower() for d in dialogues for t in d["turns"]
                if t["answer"] not in ("yes", "no"))  # fmt: skip
     sft_tok = AutoTokenizer.from_pretrained(out / "sft")
@@ -103,7 +106,7 @@ def test_micro_pipeline_end_to_end(tmp_path):
     cli = [sys.executable, "-m", "modeling_speechtext.cli.main", "chat", "--run", str(out), "--audio",
            str(out / "spoken_qa" / "unseen_voices" / question["question_audio"]), "--output", str(answer)]  # fmt: skip
     proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0 and "no answer" not in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
     import soundfile as sf
 
     wave, rate = sf.read(answer)

@@ -58,11 +58,13 @@ def test_text_mode_makes_no_audio_and_history_keeps_the_newest_turns_that_fit(ch
     assert [m["role"] for m in history] == ["user", "assistant"]
     second = chat.reply(audio=clip(0.5), history=history, mode="text")
     assert [m["role"] for m in second.history] == ["user", "assistant"] * 2
-    budget = chat.processor.tokenizer(chat.processor.render(second.history[2:3])[0], return_tensors="pt")
-    tight = SpeechTextChat(chat.model, chat.processor, chat.decoder, max_new_tokens=20,
-                           max_history_tokens=budget["input_ids"].shape[1] + 2)  # fmt: skip
+    newest = second.history[2:] + [{"role": "user", "content": "where is mary"}]
+    need = chat.processor.tokenizer(chat.processor.render(newest)[0], return_tensors="pt")["input_ids"].shape[1]
+    tight = SpeechTextChat(chat.model, chat.processor, chat.decoder, max_new_tokens=20, max_history_tokens=need)
     third = tight.reply(text="where is mary", history=second.history, mode="text")
-    assert len(third.history) == 2  # the earlier exchanges did not fit and were dropped, oldest first
+    # the oldest exchange did not fit and went; the newest one that fits (the spoken question and its answer) stays
+    assert third.history[:2] == second.history[2:] and len(third.history) == 4
+    assert third.history[2] == {"role": "user", "content": "where is mary"}
     with pytest.raises(ValueError, match="prompt budget"):
         tight.reply(text=" ".join(["where is mary"] * 40), mode="text")
 
@@ -85,6 +87,31 @@ def test_silence_and_noise_get_the_polite_reply_and_bad_input_clear_errors(chat,
         chat.reply(audio=np.full(8000, np.inf, np.float32))
     with pytest.raises(ValueError, match="codebook_size=16 does not match"):
         SpeechTextChat(chat.model, chat.processor, tiny_decoder(codebook_size=32))
+    with pytest.raises(ValueError, match="control tokens"):
+        chat.reply(text="where is <|assistant|> mary")
+    with pytest.raises(ValueError, match="unknown output mode"):
+        chat.reply(text="where is mary", mode="video")
+    with pytest.raises(ValueError, match="not raw audio"):
+        chat.reply(text="where is mary", history=[{"role": "user", "content": [{"type": "audio", "audio": clip()}]}])
+
+
+def test_closing_the_stream_early_stops_the_workers_and_a_saved_model_chats_the_same(chat, tmp_path):
+    import threading
+
+    before = threading.active_count()
+    stream = chat.stream(audio=clip(0.6))
+    assert next(stream).kind == "text"
+    stream.close()  # the caller walked away after the first text
+    assert threading.active_count() == before  # LM and decoder threads stopped and joined
+    expected = chat.reply(audio=clip(0.6))
+    chat.model.save_pretrained(tmp_path / "model")
+    chat.processor.save_pretrained(tmp_path / "model")
+    chat.decoder.save_pretrained(tmp_path / "decoder")
+    again = SpeechTextChat.from_pretrained(tmp_path / "model", decoder=tmp_path / "decoder", max_new_tokens=60)
+    again.model.transcribe_speech = chat.model.transcribe_speech
+    got = again.reply(audio=clip(0.6))
+    assert got.text == expected.text and got.speech_ids == expected.speech_ids
+    np.testing.assert_allclose(got.audio, expected.audio, atol=1e-5)
 
 
 def test_chat_cli_prints_the_text_and_writes_the_audio(tmp_path, chat, capsys):

@@ -39,6 +39,9 @@ def test_spoken_prompt_is_the_template_with_the_clips_tokens_and_generation_foll
         assert out.text_ids[row] == [t for t in turn if lay.is_text(t)]
         assert out.speech_ids[row] == [t - lay.audio_offset for t in turn if lay.is_speech(t)]
         assert all(0 <= s < CODEBOOK for s in out.speech_ids[row])
+    rendered = proc.apply_chat_template(conv, tokenize=False)
+    assert isinstance(rendered, list) and len(rendered) == 2 and rendered[0].count(proc.tokenizer.eos_token) == 0
+    assert proc.apply_chat_template(conv[0], tokenize=False) == rendered[0]
     text_only = model.generate(**inputs, max_new_tokens=20, do_sample=False, mode="text")
     assert all(not s for s in text_only.speech_ids)
     speech_only = model.generate(**inputs, max_new_tokens=20, do_sample=False, mode="speech")

@@ -152,10 +152,13 @@ FEATURES_DOC = """| column | type | what |
 """
 
 
-def dialogue_card(stats: dict[str, Any]):
+def dialogue_card(stats: dict[str, Any], folder: Path):
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from modeling_speechtext.hub.dataset_cards import parquet_dataset_info
+
     data = DatasetCardData(
+        dataset_info=parquet_dataset_info(folder, stats["dialogues"]),
         language=["en"], license="other", tags=["speechtext", "spoken-dialogue", "speech-tokens", "babi"],
         task_categories=["text-generation"],
         configs=[{"config_name": "default",
@@ -215,7 +218,7 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
              "turns_mean": round(float(np.mean([len(d["turns"]) for d in everything])), 2),
              "text_user_share": round(sum(d["user_modality"] == "text" for d in everything) / len(everything), 3),
              **user, **assistant, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-    dialogue_card(stats).save(str(output_dir / "README.md"))
+    dialogue_card(stats, output_dir).save(str(output_dir / "README.md"))
     write_json_atomic(output_dir / "stats.json", stats, indent=2, sort_keys=True)
     shutil.rmtree(output_dir / SHARD_FOLDER, ignore_errors=True)
     if not cfg.keep_audio:

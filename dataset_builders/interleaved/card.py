@@ -13,12 +13,15 @@ from .config import InterleavedConfig
 from .stats import aggregate_stats, plot_span_lengths
 
 
-def dataset_card(cfg: InterleavedConfig, stats: dict[str, Any], vocab):
+def dataset_card(cfg: InterleavedConfig, stats: dict[str, Any], vocab, folder: Path):
     """The dataset's README as a `huggingface_hub.DatasetCard`: metadata (tags, tasks, the `configs:` entry that
     points `load_dataset` at the shards) in `DatasetCardData`, the recipe, columns and statistics in the body."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from modeling_speechtext.hub.dataset_cards import parquet_dataset_info
+
     data = DatasetCardData(
+        dataset_info=parquet_dataset_info(folder, ["train"]),
         tags=["speech", "speech-tokens", "interleaved", "speechtext", "synthetic"],
         task_categories=["text-generation"],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
@@ -91,7 +94,7 @@ def finalize(cfg: InterleavedConfig, writer: ShardedParquetWriter, wall_seconds:
     stats["vocab"] = asdict(vocab)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     plot_span_lengths(stats, out / "span_lengths.png")
-    dataset_card(cfg, stats, vocab).save(out / "README.md")
+    dataset_card(cfg, stats, vocab, out).save(out / "README.md")
     return stats
 
 

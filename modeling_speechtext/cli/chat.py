@@ -2,7 +2,7 @@
 
     speechtext chat --run runs/demo --audio question.wav --output answer.wav
     speechtext chat --run runs/demo --text "Mary went to the kitchen. Where is Mary?" --output answer.wav
-    speechtext chat --model user/speechtext-chat --decoder user/speechtext-decoder --audio q.wav --trust_remote_code
+    speechtext chat --model user/speechtext-chat --decoder user/speechtext-decoder --audio q.wav
 
 The text is printed as it is generated; the audio is written once the turn ends (it is produced in chunks while
 the text is still coming: see `SpeechTextChat.stream`). `--interactive` keeps a multi-turn conversation going,
@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", help="the decoder's voice (default: its default voice)")
     parser.add_argument("--max_new_tokens", type=int, default=200)
     parser.add_argument("--system", help="a system message")
-    parser.add_argument("--trust_remote_code", action="store_true", help="allow a Hub model's own code to run")
 
 
 def _answer(chat, history, audio=None, text=None, mode="interleaved", output=None, out=print):
@@ -41,6 +40,10 @@ def _answer(chat, history, audio=None, text=None, mode="interleaved", output=Non
         elif event.kind == "done":
             done = event
     out("")
+    if done.refused:
+        out(f"[no answer: {done.refused} in the question; nothing written]")
+    elif done.truncated:
+        out(f"[the answer hit --max_new_tokens={chat.max_new_tokens} before its end]")
     if output and done.audio is not None:
         sf.write(output, done.audio, done.sampling_rate)
         out(f"[{len(done.audio) / done.sampling_rate:.2f} s of speech -> {output}; "
@@ -60,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.audio and not Path(args.audio).is_file():
         raise FileNotFoundError(f"{args.audio}: no such audio file")
     chat = SpeechTextChat.from_pretrained(
-        args.run or args.model, decoder=args.decoder, trust_remote_code=args.trust_remote_code, voice=args.voice,
-        max_new_tokens=args.max_new_tokens, system=args.system,
+        args.run or args.model, decoder=args.decoder, voice=args.voice, max_new_tokens=args.max_new_tokens,
+        system=args.system,
     )  # fmt: skip
     if not args.interactive:
         _answer(chat, [], args.audio, args.text, args.mode, args.output)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from modeling_speechtext.audio import AudioWarning, prepare_audio
@@ -35,7 +36,8 @@ _END = object()
 
 @dataclass
 class ChatEvent:
-    """One thing the chat produced. `kind`: "text", "audio" or "done"; `refused`: why a fixed reply was given."""
+    """One thing the chat produced. `kind`: "text", "audio" or "done"; `refused`: why a fixed reply was given;
+    `truncated`: the turn hit `max_new_tokens` before its end (its open speech block is closed in the history)."""
 
     kind: str
     text: str = ""
@@ -45,10 +47,12 @@ class ChatEvent:
     history: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     refused: str | None = None
+    truncated: bool = False
 
 
-class _IdRouter(BaseStreamer):
-    """A `generate` streamer that routes each new id: text -> the event queue, speech -> the decoder's queue.
+class _IdRouter(BaseStreamer, StoppingCriteria):
+    """A `generate` streamer that routes each new id: text -> the event queue, speech -> the decoder's queue; and
+    the stopping criterion that ends generation once the caller has gone (closed or abandoned the stream).
 
     Written here rather than using `TextIteratorStreamer`: that one decodes everything to text, and the speech
     tokens must reach the decoder as ids while the text reaches the caller.
@@ -56,7 +60,8 @@ class _IdRouter(BaseStreamer):
 
     def __init__(self, layout, events: queue.Queue, speech: queue.Queue | None):
         self.layout, self.events, self.speech = layout, events, speech
-        self.prompt_seen = False
+        self.prompt_seen, self.ended = False, False
+        self.stop = threading.Event()
 
     def put(self, value: torch.Tensor):
         if not self.prompt_seen:  # generate hands over the prompt first
@@ -70,9 +75,15 @@ class _IdRouter(BaseStreamer):
             self.events.put(("turn_id", t))
 
     def end(self):
+        if self.ended:  # generate's own end() and the error path may both call it
+            return
+        self.ended = True
         if self.speech is not None:
             self.speech.put(_END)
         self.events.put(("lm_done", None))
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class SpeechTextChat:
@@ -96,29 +107,42 @@ class SpeechTextChat:
         if decoder.config.codebook_size != model.config.codebook_size:
             raise ValueError(f"the decoder has {decoder.config.codebook_size} speech tokens, the LM "
                              f"{model.config.codebook_size}: they do not speak the same tokens")  # fmt: skip
+        decoder._voice_id(voice)  # an unknown voice is refused now, not in the decoder's thread mid-answer
         self.model, self.processor, self.decoder = model.eval(), processor, decoder.eval()
         self.voice, self.system = voice, system
         self.max_question_seconds, self.max_new_tokens = max_question_seconds, max_new_tokens
-        limit = getattr(model.config.text_config, "max_position_embeddings", None) or 10**9
-        self.max_history_tokens = max_history_tokens or limit - max_new_tokens
-        if self.max_history_tokens < 8:
-            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {limit} positions")
+        self.positions = getattr(model.config.text_config, "max_position_embeddings", None) or 10**9
+        self.max_history_tokens = max_history_tokens
+        self._budget(max_new_tokens)  # raises when max_new_tokens leaves no room
+
+    def _budget(self, max_new_tokens: int) -> int:
+        """Prompt tokens allowed: the LM's positions minus the answer, and at most `max_history_tokens`."""
+        budget = self.positions - max_new_tokens
+        if self.max_history_tokens is not None:
+            budget = min(budget, self.max_history_tokens)
+        if budget < 8:
+            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {self.positions} "
+                             "positions")  # fmt: skip
+        return budget
 
     @property
     def sampling_rate(self) -> int:
         return int(self.decoder.config.sampling_rate)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, decoder: str | Path | None = None, trust_remote_code: bool = False,
-                        **kwargs) -> SpeechTextChat:  # fmt: skip
+    def from_pretrained(cls, path: str | Path, decoder: str | Path | None = None, **kwargs) -> SpeechTextChat:
         """A pipeline run folder (its `sft`, `speech_tokenizer` and `speech_decoder` stages), or a saved
         `SpeechTextForConditionalGeneration` + processor (folder or Hub id) with `decoder` (folder or Hub id).
-        Loaded in float32 (bf16 training leaves nothing behind that evaluation should inherit)."""
-        from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
+        This package's own classes load them (no remote code runs). Loaded in float32: bf16 training leaves
+        nothing behind that inference should inherit."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
         from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
         from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
+        from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+            SpeechTokenizerFeatureExtractor,
+        )
         from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
         run = Path(path)
@@ -130,15 +154,16 @@ class SpeechTextChat:
             tokenizer = AutoTokenizer.from_pretrained(run / "sft")
             lm = AutoModelForCausalLM.from_pretrained(run / "sft", **f32)
             st = SpeechTokenizerModel.from_pretrained(run / "speech_tokenizer", **f32)
-            fe = AutoFeatureExtractor.from_pretrained(run / "speech_tokenizer", trust_remote_code=True)
+            fe = SpeechTokenizerFeatureExtractor.from_pretrained(run / "speech_tokenizer")
             model = SpeechTextForConditionalGeneration.from_parts(st, lm, tokenizer)
-            processor = SpeechTextProcessor(feature_extractor=fe, tokenizer=tokenizer)
             decoder = decoder or run / "speech_decoder"
         else:
             if decoder is None:
                 raise ValueError(f"{path} is not a pipeline run folder: pass decoder= (a speech decoder folder or id)")
-            model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **f32)
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = SpeechTextForConditionalGeneration.from_pretrained(path, **f32)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            fe = SpeechTokenizerFeatureExtractor.from_pretrained(path)
+        processor = SpeechTextProcessor(feature_extractor=fe, tokenizer=tokenizer)
         dec = SpeechDecoderModel.from_pretrained(decoder, **f32)
         return cls(model, processor, dec, **kwargs)
 
@@ -150,6 +175,9 @@ class SpeechTextChat:
         if text is not None:
             if not str(text).strip():
                 raise ValueError("empty text question")
+            control = [t for t in self.processor.tokenizer.get_added_vocab() if t in str(text)]
+            if control:  # they would be read as role, speech or layout markers, not as the user's words
+                raise ValueError(f"the text question holds control tokens {control[:3]}: type words only")
             return {"role": "user", "content": str(text).strip()}, None
         if isinstance(audio, (str, Path)):
             from modeling_speechtext.audio import load_audio
@@ -171,44 +199,76 @@ class SpeechTextChat:
             return {}, "no words"  # the tokenizer's own ASR hears nothing: noise, hum, breath
         return {"role": "user", "content": [{"type": "speech", "speech_ids": speech}]}, None
 
-    def _prompt(self, history: Sequence[dict], user: dict) -> tuple[torch.Tensor, list[dict]]:
-        """Prompt ids of system + the newest history that fits + the user turn; the history kept."""
+    def _prompt(self, history: Sequence[dict], user: dict, max_new_tokens: int) -> tuple[torch.Tensor, list[dict]]:
+        """Prompt ids of system + the newest history that fits + the user turn; the history kept. Older turns go
+        first, whole exchanges at a time (the kept history always starts with a user turn)."""
         head = [{"role": "system", "content": self.system}] if self.system else []
+        budget = self._budget(max_new_tokens)
         past = list(history)
         while True:
-            messages = head + past + [user]
-            text = self.processor.render(messages, add_generation_prompt=True)[0]
+            text, clips = self.processor.render(head + past + [user], add_generation_prompt=True)
+            if clips:
+                raise ValueError("history turns must hold speech as speech_ids (as the chat's own history does), "
+                                 "not raw audio")  # fmt: skip
             ids = self.processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            if ids.shape[1] <= self.max_history_tokens:
+            if ids.shape[1] <= budget:
                 return ids, past
             if not past:
                 raise ValueError(f"the question alone takes {ids.shape[1]} tokens, more than the prompt budget of "
-                                 f"{self.max_history_tokens}: ask a shorter one")  # fmt: skip
-            past = past[2:] if len(past) >= 2 else []  # drop the oldest exchange (user + assistant)
+                                 f"{budget}: ask a shorter one")  # fmt: skip
+            past = past[1:]
+            while past and past[0].get("role") != "user":
+                past = past[1:]
+
+    def _assistant_message(self, turn: list[int]) -> tuple[dict, bool]:
+        """The generated turn as a history message, exactly its tokens; a turn cut by `max_new_tokens` gets its
+        open speech block closed (a layout the model saw in training), and is flagged truncated."""
+        lay = self.model.config.layout
+        truncated = lay.eos_token_id not in turn
+        turn = turn[: turn.index(lay.eos_token_id)] if not truncated else list(turn)
+        if truncated and turn and (lay.is_speech(turn[-1]) or turn[-1] == lay.begin_of_audio_id):
+            turn = turn[:-1] if turn[-1] == lay.begin_of_audio_id else turn + [lay.end_of_audio_id]
+        text = self.processor.tokenizer.decode(turn, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return {"role": "assistant", "content": [{"type": "text", "text": text}]}, truncated
 
     # ------------------------------------------------------------------------------------------------ output
+    def _start(self, audio, text, history, sampling_rate, mode, generate_kwargs):
+        """Shared by `stream` and `reply`: checks, the user turn (or a refusal), the prompt, generate's kwargs."""
+        if mode not in ("interleaved", "text", "speech"):
+            raise ValueError(f"unknown output mode {mode!r}: expected interleaved, text or speech")
+        user, refused = self._user_message(audio, text, sampling_rate)
+        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False, **generate_kwargs}
+        if refused:
+            return None, None, refused, kwargs
+        ids, past = self._prompt(history, user, int(kwargs["max_new_tokens"]))
+        return ids, past + [user], None, kwargs
+
+    def _refusal(self, history, refused, t0) -> ChatEvent:
+        return ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history), refused=refused,
+                         timings={"total_s": time.perf_counter() - t0})  # fmt: skip
+
     def stream(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = 16000,
                mode: str = "interleaved", **generate_kwargs) -> Iterator[ChatEvent]:  # fmt: skip
-        """Answer one question, yielding events as they are produced (see the module docstring)."""
+        """Answer one question, yielding events as they are produced (see the module docstring). Closing or
+        abandoning the iterator stops the LM and the decoder (nothing keeps running behind the next question)."""
         t0 = time.perf_counter()
-        user, refused = self._user_message(audio, text, sampling_rate)
+        ids, history_in, refused, kwargs = self._start(audio, text, history, sampling_rate, mode, generate_kwargs)
         if refused:
             yield ChatEvent("text", NOT_HEARD, sampling_rate=self.sampling_rate)
-            yield ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history), refused=refused,
-                            timings={"total_s": time.perf_counter() - t0})  # fmt: skip
+            yield self._refusal(history, refused, t0)
             return
-        ids, past = self._prompt(history, user)
         layout = self.model.config.layout
         events: queue.Queue = queue.Queue()
         speech_q: queue.Queue | None = None if mode == "text" else queue.Queue()
         router = _IdRouter(layout, events, speech_q)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False, **generate_kwargs}
+        stopping = StoppingCriteriaList([router, *kwargs.pop("stopping_criteria", [])])
 
         def run_lm():
             try:
-                self.model.generate(input_ids=ids, mode=mode, streamer=router, **kwargs)
+                self.model.generate(input_ids=ids, mode=mode, streamer=router, stopping_criteria=stopping, **kwargs)
             except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
                 events.put(("error", err))
+            finally:
                 router.end()
 
         def run_decoder():
@@ -219,8 +279,11 @@ class SpeechTextChat:
                     return
                 chain = (t for part in ([first], got) for t in part)
                 for chunk in self.decoder.decode_stream(chain, voice=self.voice):
+                    if router.stop.is_set():
+                        return
                     events.put(("audio", chunk.float().cpu().numpy()))
             except BaseException as err:  # noqa: BLE001
+                router.stop.set()
                 events.put(("error", err))
             finally:
                 events.put(("decoder_done", None))
@@ -228,66 +291,75 @@ class SpeechTextChat:
         workers = [threading.Thread(target=run_lm, daemon=True)]
         if speech_q is not None:
             workers.append(threading.Thread(target=run_decoder, daemon=True))
-        for w in workers:
-            w.start()
-        text_ids, turn, audio_chunks, shown, timings = [], [], [], "", {}
-        pending = len(workers)
         tok = self.processor.tokenizer
-        while pending:
+        text_ids, turn, audio_chunks, shown, timings, errors = [], [], [], "", {}, []
+        try:
+            for w in workers:
+                w.start()
+            pending = len(workers)
+            while pending:
+                kind, value = events.get()
+                if kind == "error":
+                    errors.append(value)
+                    router.stop.set()
+                elif kind in ("lm_done", "decoder_done"):
+                    pending -= 1
+                    if kind == "lm_done":
+                        timings["lm_s"] = time.perf_counter() - t0
+                        now = tok.decode(text_ids, skip_special_tokens=True)
+                        if len(now) > len(shown):  # flush what waited for the rest of a character
+                            yield ChatEvent("text", now[len(shown) :], sampling_rate=self.sampling_rate)
+                            shown = now
+                elif kind == "turn_id":
+                    turn.append(value)
+                elif kind == "text_id":
+                    text_ids.append(value)
+                    now = tok.decode(text_ids, skip_special_tokens=True)
+                    if now.endswith("\ufffd") or len(now) <= len(shown):  # half a character: wait for the rest
+                        continue
+                    timings.setdefault("first_text_s", time.perf_counter() - t0)
+                    yield ChatEvent("text", now[len(shown) :], sampling_rate=self.sampling_rate)
+                    shown = now
+                elif kind == "audio" and not errors:
+                    timings.setdefault("first_audio_s", time.perf_counter() - t0)
+                    audio_chunks.append(value)
+                    yield ChatEvent("audio", audio=value, sampling_rate=self.sampling_rate)
+        finally:  # also when the caller stops iterating: stop both workers and wait for them
+            router.stop.set()
+            if speech_q is not None:
+                speech_q.put(_END)
+            for w in workers:
+                if w.ident is not None:  # started
+                    w.join(timeout=60)
+        while not events.empty():
             kind, value = events.get()
             if kind == "error":
-                raise RuntimeError(f"chat generation failed: {value}") from value
-            if kind in ("lm_done", "decoder_done"):
-                pending -= 1
-                if kind == "lm_done":
-                    timings["lm_s"] = time.perf_counter() - t0
-            elif kind == "turn_id":
-                turn.append(value)
-            elif kind == "text_id":
-                text_ids.append(value)
-                now = tok.decode(text_ids, skip_special_tokens=True)
-                if now.endswith("\ufffd") or len(now) <= len(shown):  # half a character: wait for the rest
-                    continue
-                timings.setdefault("first_text_s", time.perf_counter() - t0)
-                yield ChatEvent("text", now[len(shown) :], sampling_rate=self.sampling_rate)
-                shown = now
-            elif kind == "audio":
-                timings.setdefault("first_audio_s", time.perf_counter() - t0)
-                audio_chunks.append(value)
-                yield ChatEvent("audio", audio=value, sampling_rate=self.sampling_rate)
-        for w in workers:
-            w.join()
-        speech = [t - layout.audio_offset for t in turn if layout.is_speech(t)]
-        reply = tok.decode([t for t in turn if t != layout.eos_token_id], skip_special_tokens=False)
-        history_out = past + [user, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+                errors.append(value)
+        if errors:
+            raise RuntimeError(f"chat generation failed: {errors[0]}") from errors[0]
+        message, truncated = self._assistant_message(turn)
         timings["total_s"] = time.perf_counter() - t0
-        audio_out = np.concatenate(audio_chunks) if audio_chunks else None
-        yield ChatEvent("done", tok.decode(text_ids, skip_special_tokens=True).strip(), audio=audio_out,
-                        sampling_rate=self.sampling_rate, speech_ids=speech, history=history_out, timings=timings)  # fmt: skip
+        yield ChatEvent("done", shown.strip(), audio=np.concatenate(audio_chunks) if audio_chunks else None,
+                        sampling_rate=self.sampling_rate, speech_ids=[t - layout.audio_offset for t in turn
+                        if layout.is_speech(t)], history=history_in + [message], timings=timings,
+                        truncated=truncated)  # fmt: skip
 
     def reply(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = 16000,
               mode: str = "interleaved", **generate_kwargs) -> ChatEvent:  # fmt: skip
         """The non-streaming path: the whole turn, then the whole audio (`decoder.decode`); the "done" event."""
         t0 = time.perf_counter()
-        user, refused = self._user_message(audio, text, sampling_rate)
+        ids, history_in, refused, kwargs = self._start(audio, text, history, sampling_rate, mode, generate_kwargs)
         if refused:
-            return ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history),
-                             refused=refused, timings={"total_s": time.perf_counter() - t0})  # fmt: skip
-        ids, past = self._prompt(history, user)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False, **generate_kwargs}
+            return self._refusal(history, refused, t0)
         out = self.model.generate(input_ids=ids, mode=mode, **kwargs)
         lm_s = time.perf_counter() - t0
-        layout = self.model.config.layout
-        turn = [t for t in out.sequences[0, out.prompt_length :].tolist()]
-        turn = turn[: turn.index(layout.eos_token_id)] if layout.eos_token_id in turn else turn
         speech = out.speech_ids[0]
-        audio_out = self.decoder.decode(speech, voice=self.voice).float().numpy() if speech else None
-        tok = self.processor.tokenizer
-        reply = tok.decode(turn, skip_special_tokens=False)
-        history_out = past + [user, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
-        return ChatEvent("done", self.processor.decode_turn(out.text_ids[0]), audio=audio_out,
-                         sampling_rate=self.sampling_rate, speech_ids=speech, history=history_out,
-                         timings={"lm_s": lm_s, "total_s": time.perf_counter() - t0})  # fmt: skip
+        audio_out = self.decoder.decode(speech, voice=self.voice).float().cpu().numpy() if speech else None
+        message, truncated = self._assistant_message(out.sequences[0, out.prompt_length :].tolist())
+        text_out = self.processor.tokenizer.decode(out.text_ids[0], skip_special_tokens=True).strip()
+        return ChatEvent("done", text_out, audio=audio_out, sampling_rate=self.sampling_rate, speech_ids=speech,
+                         history=history_in + [message], timings={"lm_s": lm_s, "total_s": time.perf_counter() - t0},
+                         truncated=truncated)  # fmt: skip
 
 
 __all__ = ["NOT_HEARD", "ChatEvent", "SpeechTextChat"]

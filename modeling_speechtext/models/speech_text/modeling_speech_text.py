@@ -105,6 +105,9 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
                 **kwargs):  # fmt: skip
         """The LM's forward (loss with `labels`, logits); `input_features` are first written into `input_ids`."""
         if input_features is not None:
+            if any(kwargs.get(k) is not None for k in ("labels", "position_ids", "past_key_values")):
+                raise ValueError("labels / position_ids / a cache refer to positions of input_ids, which writing the "
+                                 "speech in changes: call splice_speech first and pass its ids")  # fmt: skip
             input_ids, attention_mask = self.splice_speech(input_ids, attention_mask, input_features,
                                                            feature_attention_mask)  # fmt: skip
         return self.language_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -113,8 +116,10 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
     @torch.no_grad()
     def encode_speech(self, input_features, feature_attention_mask=None) -> list[list[int]]:
         """Features -> LM ids of each clip's speech tokens (offset into the LM vocabulary)."""
-        ids, lengths = self.speech_tokenizer.encode(input_features.to(self.speech_tokenizer.dtype),
-                                                    feature_attention_mask)  # fmt: skip
+        st = self.speech_tokenizer
+        if feature_attention_mask is not None:
+            feature_attention_mask = feature_attention_mask.to(st.device)
+        ids, lengths = st.encode(input_features.to(st.device, st.dtype), feature_attention_mask)
         out = [(row[:n] + self.config.audio_offset).tolist() for row, n in zip(ids, lengths.tolist())]
         if any(not o for o in out):
             raise ValueError("a clip is too short to give a single speech token (80 ms at 12.5 Hz)")
@@ -188,10 +193,15 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
             input_ids, attention_mask = self._left_pad(rows)
         width = input_ids.shape[1]
         limit = getattr(c.text_config, "max_position_embeddings", None)
-        new = kwargs.get("max_new_tokens") or 0
-        if limit is not None and width + new > limit:
-            raise ValueError(f"the prompt ({width} tokens) plus max_new_tokens ({new}) exceeds the LM's {limit} "
-                             "positions: shorten the question or the history")  # fmt: skip
+        if kwargs.get("max_length") is not None and kwargs.get("max_new_tokens") is None:
+            total = int(kwargs["max_length"])
+        else:
+            total = width + int(
+                kwargs.get("max_new_tokens") or self.language_model.generation_config.max_new_tokens or 0
+            )
+        if limit is not None and total > limit:
+            raise ValueError(f"the prompt ({width} tokens) plus the new tokens ({total - width}) exceeds the LM's "
+                             f"{limit} positions: shorten the question or the history")  # fmt: skip
         pad = c.pad_token_id if c.pad_token_id is not None else c.eos_token_id
         suppress = list(c.role_token_ids) + ([pad] if pad != c.eos_token_id else [])
         processors = LogitsProcessorList([StreamingThoughtsLogitsProcessor(c.layout, width, mode, suppress)])
@@ -202,7 +212,9 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
         )  # fmt: skip
         if not isinstance(sequences, torch.Tensor):  # return_dict_in_generate=True
             sequences = sequences.sequences
-        parsed = [c.layout.parse(row[width:].tolist()) for row in sequences]
+        turns = [row[width:].tolist() for row in sequences]
+        turns = [t[: t.index(c.eos_token_id)] if c.eos_token_id in t else t for t in turns]  # pads after eos
+        parsed = [c.layout.parse(t) for t in turns]
         return SpeechTextGenerateOutput(sequences=sequences, prompt_length=width,
                                         text_ids=[t for t, _ in parsed], speech_ids=[s for _, s in parsed])  # fmt: skip
 

@@ -120,7 +120,7 @@ class SpeechTextProcessor(ProcessorMixin):
         batch = conversation if conversation and isinstance(conversation[0], list) else [conversation]
         rendered, clips = zip(*(self.render(c, add_generation_prompt) for c in batch))
         if not tokenize:
-            return list(rendered) if batch is not conversation else rendered[0]
+            return list(rendered) if batch is conversation else rendered[0]
         inputs = self(list(rendered), audio=[c for cs in clips for c in cs], sampling_rate=sampling_rate)
         return inputs if return_dict else inputs["input_ids"]
 

@@ -1,0 +1,34 @@
+"""The `dataset_info` block of a Parquet dataset's card: rows and bytes per split, as `push_to_hub` writes it.
+
+Why every card of ours carries it, also for local folders: `datasets` 5.2 keys its cache for a local folder whose
+card has `configs:` by the card alone (name, config, patterns), not by the files, so `load_dataset("runs/demo/
+dialogue")` after `load_dataset("runs/micro/dialogue")` silently returned the micro rows (measured). The split
+sizes are part of that key, and `load_dataset` checks them against the files it reads, so a stale cache entry
+or a card that disagrees with the data is caught instead of returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def parquet_dataset_info(folder: str | Path, splits: Iterable[str]) -> dict:
+    """`{"splits": [{name, num_bytes, num_examples}], "download_size", "dataset_size"}` from `data/<split>-*.parquet`
+    (num_bytes: the Arrow size in memory, as `datasets` counts it; download_size: the files' size)."""
+    import pyarrow.parquet as pq
+
+    out, download, total = [], 0, 0
+    for split in splits:
+        files = sorted((Path(folder) / "data").glob(f"{split}-*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{folder}/data holds no {split}-*.parquet: write the data before the card")
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        nbytes = sum(pq.read_table(f).nbytes for f in files)
+        download += sum(f.stat().st_size for f in files)
+        total += nbytes
+        out.append({"name": split, "num_bytes": nbytes, "num_examples": rows})
+    return {"splits": out, "download_size": download, "dataset_size": total}
+
+
+__all__ = ["parquet_dataset_info"]
