@@ -47,6 +47,8 @@ class DialogueSFTArguments:
     eval_voice_sets: list[str] = field(default_factory=lambda: ["unseen_voices"])
     eval_max_items: int | None = None
     eval_max_new_tokens: int = 120
+    eval_speech_temperature: float | None = field(default=1.0, metadata={
+        "help": "also score the chat with sampled speech (greedy text) at this temperature; null: greedy only"})  # fmt: skip
     speech_tokenizer: str | None = None
     keep_checkpoints: bool = False
     num_threads: int | None = None
@@ -121,10 +123,14 @@ def evaluate_chat(model, tokenizer, layout, args: DialogueSFTArguments, run: Pat
         raise ValueError(f"eval_voice_sets {unknown} not in {folder} (it has {sorted(data['items'])})")
     for vset in args.eval_voice_sets:
         items = list(data["items"][vset])[: args.eval_max_items]
+        # greedy (text and speech), and greedy text with sampled speech: greedy speech loops and rarely ends
+        decodings = {"": None} | ({"_sampled": {"temperature": args.eval_speech_temperature, "seed": 0}}
+                                  if args.eval_speech_temperature else {})  # fmt: skip
         out[vset] = {
-            kind: dialogue_qa(model, tokenizer, layout, items, transcribe, kind == "spoken", args.eval_max_new_tokens,
-                              batch_size, role_ids(tokenizer), system=args.system_prompt)
-            for kind in ("spoken", "text")
+            kind + suffix: dialogue_qa(model, tokenizer, layout, items, transcribe, kind == "spoken",
+                                       args.eval_max_new_tokens, batch_size, role_ids(tokenizer),
+                                       system=args.system_prompt, speech_sampling=sampling)
+            for suffix, sampling in decodings.items() for kind in ("spoken", "text")
         }  # fmt: skip
     return out
 
@@ -192,7 +198,7 @@ def train(args: DialogueSFTArguments, training_args: DialogueSFTConfig, model_ar
         "model": path, "peft": peft_config is not None, "steps": trainer.state.global_step,
         "train_loss": round(result.training_loss, 4), "eval_loss": eval_loss, "train_rows": len(train_rows),
         "copies": args.copies, "layout": {"text_chunk": layout.text_chunk, "speech_chunk": layout.speech_chunk},
-        "chat_qa": chat, "bf16": bool(training_args.bf16), "resumed_from": Path(last).name if last else None,
+        "chat_qa": chat, "eval_speech_temperature": args.eval_speech_temperature, "bf16": bool(training_args.bf16), "resumed_from": Path(last).name if last else None,
         "seconds": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     finish_run(output_dir, metrics, sft_card(metrics), keep_checkpoints=args.keep_checkpoints)
@@ -221,6 +227,9 @@ The pretrained speech-text LM fine-tuned on spoken dialogues: the user speaks (s
 assistant answers in streaming thoughts ({metrics["layout"]["text_chunk"]} text tokens, then
 {metrics["layout"]["speech_chunk"]} speech tokens, alternating). {metrics["steps"]} steps{", LoRA merged" if metrics["peft"] else ""}.
 A stock causal LM (no remote code); the chat template is in the tokenizer, the layout in `config.speech_text`.
+
+Questions are `spoken` or typed (`text`); `_sampled`: greedy text with sampled speech (temperature
+{metrics.get("eval_speech_temperature")}), otherwise greedy throughout.
 
 | voice set | question | task | text answer right | speech answer right (ASR) | speech-vs-text WER |
 |---|---|---|---|---|---|

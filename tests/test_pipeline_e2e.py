@@ -66,7 +66,9 @@ def test_micro_pipeline_end_to_end(tmp_path):
         per = metrics["spoken_qa"][vset]
         assert set(per) == {"T->T", "S->T", "S->S", "T->S"}
         for task, r in per["S->T"].items():
-            assert 0 <= r["ranked"] <= 1 and r["chance"] == pytest.approx(1 / len(metrics_answers(out)[task]), abs=1e-4)
+            assert 0 <= r["ranked"] <= 1 and r["chance"] == pytest.approx(
+                1 / len(metrics_answers(out)[task]), abs=1e-4
+            )
         assert metrics["cloze"][vset]["S->S"]["context_free_accuracy"] == 0.5
     assert set(metrics["lm_asr_tts"]) == {"validation", "test_unseen_voices"}
     assert "S->T" in (out / "eval" / "report.md").read_text() and (out / "eval" / "qa_accuracy.png").stat().st_size
@@ -80,7 +82,10 @@ def test_micro_pipeline_end_to_end(tmp_path):
     built = json.loads((out / "dialogue" / "stats.json").read_text())
     # dialogues whose answer speech ran away (micro's text-to-token model is barely trained) are dropped, counted
     assert len(dialogues) == built["dialogues"]["train"] > 0
-    assert len(dialogues) + built["dialogues_dropped_runaway_answer"] >= load_preset("micro")["dialogue"]["dialogues"]["train"]
+    assert (
+        len(dialogues) + built["dialogues_dropped_runaway_answer"]
+        >= load_preset("micro")["dialogue"]["dialogues"]["train"]
+    )
     assert all(t["assistant_speech"] and t["answer"] in t["assistant_text"].lower() for d in dialogues for t in d["turns"]
                if t["answer"] not in ("yes", "no"))  # fmt: skip
     sft_tok = AutoTokenizer.from_pretrained(out / "sft")
@@ -95,10 +100,13 @@ def test_micro_pipeline_end_to_end(tmp_path):
     full = sft_tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     text_ids = sft_tok(turn["assistant_text"], add_special_tokens=False)["input_ids"]
     # the saved tokenizer's template renders exactly the layout the logits processor enforces
-    assert full[len(prompt["input_ids"]) :] == layout.build(text_ids, [layout.audio_offset + s for s in turn["assistant_speech"]])
+    assert full[len(prompt["input_ids"]) :] == layout.build(
+        text_ids, [layout.audio_offset + s for s in turn["assistant_speech"]]
+    )
     assert sft.get_input_embeddings().num_embeddings >= len(sft_tok)  # role tokens added to the model as well
     chat = json.loads((out / "sft" / "metrics.json").read_text())["chat_qa"]["unseen_voices"]
-    assert set(chat) == {"spoken", "text"} and chat["spoken"]["empty_speech"] == 0  # the layout forces speech
+    assert set(chat) == {"spoken", "text", "spoken_sampled", "text_sampled"}
+    assert chat["spoken"]["empty_speech"] == 0 == chat["spoken_sampled"]["empty_speech"]  # the layout forces speech
 
     # after the pipeline the chat answers a spoken question with text and audio (CLI, the run folder as the model)
     question = json.loads((out / "spoken_qa" / "unseen_voices" / "manifest.jsonl").read_text().splitlines()[0])

@@ -157,3 +157,19 @@ def test_processor_on_finished_rows_padded_with_another_pad_token():
     allowed = [set(torch.nonzero(row > torch.finfo(row.dtype).min).flatten().tolist()) for row in out]
     assert allowed[0] == {EOS}
     assert allowed[1] == {EOA}  # a full text chunk's speech chunk is exactly speech_chunk long
+
+
+def test_greedy_text_keeps_only_the_best_allowed_token_in_text_slots_and_every_speech_token_elsewhere():
+    lay = make_layout(2, 3)
+    proc = StreamingThoughtsLogitsProcessor(lay, prompt_length=1, suppress_ids=[ROLE], greedy_text=True)
+    ids = torch.tensor([[ROLE, 1], [ROLE, BOA]])  # a text slot (text or <boa>), a final-speech slot
+    scores = torch.randn(2, VOCAB, generator=torch.Generator().manual_seed(0))
+    scores[0, ROLE] = scores[0, OFFSET] = 100.0  # forbidden tokens score highest: greedy must still pick text
+    out = proc(ids, scores.clone())
+    finite = [set(torch.nonzero(row > torch.finfo(row.dtype).min).flatten().tolist()) for row in out]
+    allowed_text = [t for t in range(VOCAB) if lay.is_text(t) and t != ROLE] + [BOA]
+    assert finite[0] == {max(allowed_text, key=lambda t: scores[0, t].item())}  # one survivor, the best allowed
+    assert finite[1] == set(range(OFFSET, OFFSET + K))  # speech slot: all speech tokens stay for sampling
+    torch.manual_seed(0)
+    sampled = [torch.multinomial(out[0].softmax(-1), 1).item() for _ in range(20)]
+    assert set(sampled) == finite[0]

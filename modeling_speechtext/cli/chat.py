@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", help="the decoder's voice (default: its default voice)")
     parser.add_argument("--max_new_tokens", type=int, default=200)
     parser.add_argument("--system", help="a system message")
+    parser.add_argument("--speech_temperature", type=float, default=1.0,
+                        help="sampling temperature of the speech (text stays greedy); 0: greedy speech")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _answer(chat, history, audio=None, text=None, mode="interleaved", output=None, out=print):
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.audio}: no such audio file")
     chat = SpeechTextChat.from_pretrained(
         args.run or args.model, decoder=args.decoder, voice=args.voice, max_new_tokens=args.max_new_tokens,
-        system=args.system,
+        system=args.system, speech_temperature=args.speech_temperature or None, seed=args.seed,
     )  # fmt: skip
     if not args.interactive:
         _answer(chat, [], args.audio, args.text, args.mode, args.output)

@@ -97,12 +97,14 @@ def greedy_continuations(
     logits_processor=None,
     eos_token_id: int | None = None,
     processor_for_width=None,
+    generate_kwargs: dict | None = None,
 ) -> list[list[int]]:
     """Greedy new tokens after each prompt (left-padded batches through `generate`); `suppress_tokens` are never
     generated (e.g. every speech token, for a text-only answer); `logits_processor` (a `LogitsProcessorList`)
     and `eos_token_id` are passed to `generate` (a batch stops once every row has produced the eos);
     `processor_for_width(width)` builds a batch's `LogitsProcessorList` from its padded prompt width (a processor
-    that must know where the continuation starts)."""
+    that must know where the continuation starts); `generate_kwargs` override the decoding (e.g. `do_sample=True`
+    with a temperature, for a processor that keeps the text greedy and samples the speech)."""
     device = _model_device_dtype(model)
     out: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -117,12 +119,12 @@ def greedy_continuations(
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            do_sample=False,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad_token_id,
             suppress_tokens=list(suppress_tokens) if suppress_tokens else None,
             logits_processor=processor_for_width(width) if processor_for_width else logits_processor,
             **({"eos_token_id": eos_token_id} if eos_token_id is not None else {}),
+            **{"do_sample": False, **(generate_kwargs or {})},
         )
         for row, i in enumerate(chunk):
             out[i] = gen[row, width:].tolist()

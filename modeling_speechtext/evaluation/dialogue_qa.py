@@ -46,29 +46,41 @@ def chat_prompts(items: Sequence[dict], tokenizer, spoken: bool, system: str | N
 
 
 def generate_turns(model, prompts: list[list[int]], layout, pad_token_id: int, max_new_tokens: int,
-                   batch_size: int = 16, mode: str = "interleaved", suppress_ids: Sequence[int] = ()):  # fmt: skip
-    """Greedy assistant turns under the layout processor: [(text ids, speech ids)] in prompt order."""
+                   batch_size: int = 16, mode: str = "interleaved", suppress_ids: Sequence[int] = (),
+                   speech_sampling: dict | None = None):  # fmt: skip
+    """Assistant turns under the layout processor: [(text ids, speech ids)] in prompt order. Greedy; with
+    `speech_sampling` (`{"temperature": .., "top_p": .., "seed": ..}`) the speech is sampled and the text stays
+    greedy (greedy speech loops and never ends: `logits_process_speech_text.py`)."""
+    import torch
     from transformers import LogitsProcessorList
 
     from modeling_speechtext.evaluation.babi_qa import greedy_continuations
     from modeling_speechtext.models.speech_text.logits_process_speech_text import StreamingThoughtsLogitsProcessor
 
+    sampling = dict(speech_sampling or {})
+    if sampling:
+        torch.manual_seed(int(sampling.pop("seed", 0)))
+        sampling["do_sample"] = True
+
     def processor(width: int):
-        return LogitsProcessorList([StreamingThoughtsLogitsProcessor(layout, width, mode, suppress_ids)])
+        return LogitsProcessorList([StreamingThoughtsLogitsProcessor(layout, width, mode, suppress_ids,
+                                                                     greedy_text=bool(sampling))])  # fmt: skip
 
     gen = greedy_continuations(model, prompts, pad_token_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               eos_token_id=layout.eos_token_id, processor_for_width=processor)  # fmt: skip
+                               eos_token_id=layout.eos_token_id, processor_for_width=processor,
+                               generate_kwargs=sampling)  # fmt: skip
     return [layout.parse(g) for g in gen]
 
 
 def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Callable[[list[list[int]]], list[str]],
                 spoken: bool = True, max_new_tokens: int = 120, batch_size: int = 16,
-                suppress_ids: Sequence[int] = (), system: str | None = None) -> dict:  # fmt: skip
+                suppress_ids: Sequence[int] = (), system: str | None = None,
+                speech_sampling: dict | None = None) -> dict:  # fmt: skip
     """Accuracy of the text answer (->T) and of the speech answer read back (->S) per task, the speech-vs-text
     WER, and a few examples. `transcribe`: speech ids -> text (the speech tokenizer's ASR head)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     turns = generate_turns(model, chat_prompts(items, tokenizer, spoken, system), layout, pad, max_new_tokens, batch_size,
-                           suppress_ids=suppress_ids)  # fmt: skip
+                           suppress_ids=suppress_ids, speech_sampling=speech_sampling)  # fmt: skip
     texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t, _ in turns]
     spoken_ids = [s for _, s in turns]
     heard = [""] * len(turns)
@@ -90,6 +102,8 @@ def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Cal
         "per_task": per_task,
         "speech_vs_text_wer": None if agreement is None else round(agreement, 4),
         "empty_speech": sum(not s for s in spoken_ids),
+        "speech_tokens_mean": round(sum(len(s) for s in spoken_ids) / max(1, len(spoken_ids)), 1),
+        "speech_sampling": speech_sampling,
         "examples": [
             {
                 "answer": items[i]["answer"],

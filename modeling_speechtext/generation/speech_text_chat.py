@@ -99,10 +99,14 @@ class SpeechTextChat:
         max_history_tokens: the prompt budget; the oldest turns are dropped to fit (default: the LM's positions
             minus `max_new_tokens`).
         system: an optional system message (the SFT data can carry one).
+        speech_temperature / top_p: the speech is sampled (the text stays greedy); `None`: greedy speech, which at
+            our scale repeats one token and runs to `max_new_tokens` (`logits_process_speech_text.py`).
+        seed: seeds each answer's sampling (the same question gets the same answer); `None` leaves torch's RNG.
     """
 
     def __init__(self, model, processor, decoder, voice=None, max_question_seconds: float = 30.0,
-                 max_new_tokens: int = 200, max_history_tokens: int | None = None, system: str | None = None):  # fmt: skip
+                 max_new_tokens: int = 200, max_history_tokens: int | None = None, system: str | None = None,
+                 speech_temperature: float | None = 1.0, top_p: float = 1.0, seed: int | None = 0):  # fmt: skip
         decoder.check_speech_tokenizer(model.config.speech_tokenizer_config)  # same codebook, same token rate
         if decoder.config.codebook_size != model.config.codebook_size:
             raise ValueError(f"the decoder has {decoder.config.codebook_size} speech tokens, the LM "
@@ -113,6 +117,9 @@ class SpeechTextChat:
         self.max_question_seconds, self.max_new_tokens = max_question_seconds, max_new_tokens
         self.positions = getattr(model.config.text_config, "max_position_embeddings", None) or 10**9
         self.max_history_tokens = max_history_tokens
+        self.decoding = {"do_sample": False} if speech_temperature is None else {
+            "do_sample": True, "temperature": speech_temperature, "top_p": top_p}  # fmt: skip
+        self.seed = seed
         self._budget(max_new_tokens)  # raises when max_new_tokens leaves no room
 
     def _budget(self, max_new_tokens: int) -> int:
@@ -237,11 +244,15 @@ class SpeechTextChat:
         if mode not in ("interleaved", "text", "speech"):
             raise ValueError(f"unknown output mode {mode!r}: expected interleaved, text or speech")
         user, refused = self._user_message(audio, text, sampling_rate)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False, **generate_kwargs}
+        kwargs = {"max_new_tokens": self.max_new_tokens, **self.decoding, **generate_kwargs}
         if refused:
             return None, None, refused, kwargs
         ids, past = self._prompt(history, user, int(kwargs["max_new_tokens"]))
         return ids, past + [user], None, kwargs
+
+    def _seed(self):
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
 
     def _refusal(self, history, refused, t0) -> ChatEvent:
         return ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history), refused=refused,
@@ -265,6 +276,7 @@ class SpeechTextChat:
 
         def run_lm():
             try:
+                self._seed()
                 self.model.generate(input_ids=ids, mode=mode, streamer=router, stopping_criteria=stopping, **kwargs)
             except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
                 events.put(("error", err))
@@ -351,6 +363,7 @@ class SpeechTextChat:
         ids, history_in, refused, kwargs = self._start(audio, text, history, sampling_rate, mode, generate_kwargs)
         if refused:
             return self._refusal(history, refused, t0)
+        self._seed()
         out = self.model.generate(input_ids=ids, mode=mode, **kwargs)
         lm_s = time.perf_counter() - t0
         speech = out.speech_ids[0]

@@ -171,12 +171,15 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
     # ------------------------------------------------------------------------------------------------ generate
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, input_features=None, feature_attention_mask=None,
-                 mode: str = "interleaved", logits_processor=None, **kwargs) -> SpeechTextGenerateOutput:  # fmt: skip
+                 mode: str = "interleaved", logits_processor=None, sample_text: bool = False,
+                 **kwargs) -> SpeechTextGenerateOutput:  # fmt: skip
         """Answer each prompt with one assistant turn in the layout (`mode`: interleaved, text or speech).
 
         `input_ids` without speech: text prompts as they are. With `input_features` (and no `input_ids`): one
         spoken question per clip with the default prompt. Other kwargs go to the LM's `generate` (`max_new_tokens`,
-        `do_sample`, `streamer`, ...). Prompts longer than the LM's positions are refused before generating.
+        `do_sample`, `streamer`, ...). With `do_sample=True` the speech is sampled and the text stays greedy
+        unless `sample_text=True` (greedy speech loops and never ends its last chunk: see the logits processor).
+        Prompts longer than the LM's positions are refused before generating.
         """
         c = self.config
         if input_features is not None:
@@ -204,7 +207,12 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
                              f"{limit} positions: shorten the question or the history")  # fmt: skip
         pad = c.pad_token_id if c.pad_token_id is not None else c.eos_token_id
         suppress = list(c.role_token_ids) + ([pad] if pad != c.eos_token_id else [])
-        processors = LogitsProcessorList([StreamingThoughtsLogitsProcessor(c.layout, width, mode, suppress)])
+        greedy_text = (
+            bool(kwargs.get("do_sample", self.language_model.generation_config.do_sample)) and not sample_text
+        )
+        processors = LogitsProcessorList(
+            [StreamingThoughtsLogitsProcessor(c.layout, width, mode, suppress, greedy_text)]
+        )
         processors.extend(logits_processor or [])
         sequences = self.language_model.generate(
             input_ids=input_ids, attention_mask=attention_mask, logits_processor=processors,
