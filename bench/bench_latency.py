@@ -7,6 +7,10 @@ the first text, to the first audio chunk, total, and the real-time factor (secon
 speech answered); the goal of issue 22 is first audio <= 25% of the non-streaming total.
 
     python bench/bench_latency.py --run runs/demo --questions 12 --output runs/demo/bench_latency
+    python bench/bench_latency.py --run runs/demo --threads 1 --speech_temperature 0   # long (greedy) answers
+
+On a 2-core CPU give each of the two workers one core (`--threads 1`): with torch's default both run 2 OpenMP
+threads and oversubscribe the machine.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--max_new_tokens", type=int, default=120)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--speech_temperature", type=float, default=1.0,
+                        help="0: greedy speech (at demo scale it runs to max_new_tokens: long answers)")  # fmt: skip
     parser.add_argument("--output", help="folder for latency.json and latency.png (default: <run>/bench_latency)")
     args = parser.parse_args()
     if args.threads:
@@ -55,7 +61,8 @@ def main() -> None:
     from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
 
     run = Path(args.run)
-    chat = SpeechTextChat.from_pretrained(run, max_new_tokens=args.max_new_tokens)
+    chat = SpeechTextChat.from_pretrained(run, max_new_tokens=args.max_new_tokens,
+                                          speech_temperature=args.speech_temperature or None)  # fmt: skip
     clips = questions(run, args.questions)
     chat.reply(audio=clips[0])  # warm-up (first-call allocations)
     rows = []
@@ -76,11 +83,13 @@ def main() -> None:
         print(f"q{i}: {rows[-1]['question_s']:.1f} s question | stream first text {s.get('first_text_s', 0):.2f} s, "
               f"first audio {s.get('first_audio_s', float('nan')):.2f} s, total {s['total_s']:.2f} s | offline "
               f"total {o['total_s']:.2f} s | {s['speech_s']:.1f} s of speech | {s['text'][:50]!r}")  # fmt: skip
-    ok = [r for r in rows if "first_audio_s" in r["stream"]]
+    ok = [r for r in rows if "first_audio_s" in r["stream"] and "first_text_s" in r["stream"]]
+    if not ok:
+        raise SystemExit("no question got a spoken answer (all refused or text only): nothing to time")
     med = statistics.median
     summary = {
         "cpu": cpu_name(), "threads": torch.get_num_threads(), "cores": os.cpu_count(), "questions": len(rows),
-        "with_audio": len(ok), "max_new_tokens": args.max_new_tokens,
+        "with_audio": len(ok), "max_new_tokens": args.max_new_tokens, "speech_temperature": args.speech_temperature,
         "stream_first_text_s": med([r["stream"]["first_text_s"] for r in ok]),
         "stream_first_audio_s": med([r["stream"]["first_audio_s"] for r in ok]),
         "stream_total_s": med([r["stream"]["total_s"] for r in ok]),
