@@ -103,9 +103,11 @@ def role_ids(tokenizer) -> list[int]:
     return [vocab[t] for t in ROLE_TOKENS if t in vocab]
 
 
-def evaluate_chat(model, tokenizer, layout, args: DialogueSFTArguments, run: Path | None, batch_size: int) -> dict:
-    """Spoken QA through the chat on each voice set of the spoken QA folder (float32 model)."""
-    from modeling_speechtext.evaluation.dialogue_qa import dialogue_qa
+def evaluate_chat(model, tokenizer, layout, args: DialogueSFTArguments, run: Path | None, batch_size: int,
+                  reference=None) -> dict:  # fmt: skip
+    """Spoken QA through the chat on each voice set of the spoken QA folder (float32 model); with `reference`
+    (dialogues), also the judge's WER on their own assistant speech (`data_speech_vs_text_wer`, the floor)."""
+    from modeling_speechtext.evaluation.dialogue_qa import data_speech_text_wer, dialogue_qa
     from modeling_speechtext.evaluation.lm_suite import asr_reader
     from modeling_speechtext.evaluation.spoken_qa_data import load_spoken_qa
     from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
@@ -132,6 +134,8 @@ def evaluate_chat(model, tokenizer, layout, args: DialogueSFTArguments, run: Pat
                                        system=args.system_prompt, speech_sampling=sampling)
             for suffix, sampling in decodings.items() for kind in ("spoken", "text")
         }  # fmt: skip
+    if reference is not None:
+        out["data_speech_vs_text_wer"] = data_speech_text_wer(reference, transcribe)
     return out
 
 
@@ -193,12 +197,14 @@ def train(args: DialogueSFTArguments, training_args: DialogueSFTConfig, model_ar
                                        train_dataset=train_rows.select(range(1)), eval_dataset=eval_rows,
                                        processing_class=tokenizer)  # fmt: skip
         eval_loss = round(evaluator.evaluate()["eval_loss"], 4)
-    chat = evaluate_chat(saved, tokenizer, layout, args, run, training_args.per_device_eval_batch_size)
+    chat = evaluate_chat(saved, tokenizer, layout, args, run, training_args.per_device_eval_batch_size,
+                         raw["validation"] if "validation" in raw else None)  # fmt: skip
+    floor = chat.pop("data_speech_vs_text_wer", None)
     metrics = {
         "model": path, "peft": peft_config is not None, "steps": trainer.state.global_step,
         "train_loss": round(result.training_loss, 4), "eval_loss": eval_loss, "train_rows": len(train_rows),
         "copies": args.copies, "layout": {"text_chunk": layout.text_chunk, "speech_chunk": layout.speech_chunk},
-        "chat_qa": chat, "eval_speech_temperature": args.eval_speech_temperature, "bf16": bool(training_args.bf16), "resumed_from": Path(last).name if last else None,
+        "chat_qa": chat, "data_speech_vs_text_wer": floor, "eval_speech_temperature": args.eval_speech_temperature, "bf16": bool(training_args.bf16), "resumed_from": Path(last).name if last else None,
         "seconds": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     finish_run(output_dir, metrics, sft_card(metrics), keep_checkpoints=args.keep_checkpoints)
@@ -229,7 +235,8 @@ assistant answers in streaming thoughts ({metrics["layout"]["text_chunk"]} text 
 A stock causal LM (no remote code); the chat template is in the tokenizer, the layout in `config.speech_text`.
 
 Questions are `spoken` or typed (`text`); `_sampled`: greedy text with sampled speech (temperature
-{metrics.get("eval_speech_temperature")}), otherwise greedy throughout.
+{metrics.get("eval_speech_temperature")}), otherwise greedy throughout. The same ASR judge on the dialogue data's own
+answer speech gives {metrics.get("data_speech_vs_text_wer")} WER: the floor of the last column for this judge.
 
 | voice set | question | task | text answer right | speech answer right (ASR) | speech-vs-text WER |
 |---|---|---|---|---|---|

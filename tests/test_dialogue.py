@@ -166,3 +166,13 @@ def test_lora_sft_trains_saves_loads_and_merges_to_the_same_logits(tmp_path, tie
     # the speech tokens' embeddings trained, not only the low-rank attention update
     speech_rows = slice(lay.audio_offset, lay.audio_offset + lay.codebook_size)
     assert not torch.allclose(merged.get_input_embeddings().weight[speech_rows], before[speech_rows])
+
+
+def test_data_speech_text_wer_is_the_judge_on_the_datas_own_answer_speech():
+    from modeling_speechtext.evaluation.dialogue_qa import data_speech_text_wer
+
+    dialogues = [{"turns": [{"assistant_text": "Mary is in the kitchen.", "assistant_speech": [1, 2, 3]},
+                            {"assistant_text": "No.", "assistant_speech": []}]}]  # fmt: skip
+    heard = {(1, 2, 3): "mary is in the kitchen"}
+    assert data_speech_text_wer(dialogues, lambda ids: [heard[tuple(i)] for i in ids]) == 0.0
+    assert data_speech_text_wer(dialogues, lambda ids: ["mary is the hallway" for _ in ids]) == 0.4

@@ -104,7 +104,9 @@ def test_micro_pipeline_end_to_end(tmp_path):
         text_ids, [layout.audio_offset + s for s in turn["assistant_speech"]]
     )
     assert sft.get_input_embeddings().num_embeddings >= len(sft_tok)  # role tokens added to the model as well
-    chat = json.loads((out / "sft" / "metrics.json").read_text())["chat_qa"]["unseen_voices"]
+    sft_metrics = json.loads((out / "sft" / "metrics.json").read_text())
+    chat = sft_metrics["chat_qa"]["unseen_voices"]
+    assert 0 <= sft_metrics["data_speech_vs_text_wer"]  # the judge's floor, on the dialogue data's own speech
     assert set(chat) == {"spoken", "text", "spoken_sampled", "text_sampled"}
     assert chat["spoken"]["empty_speech"] == 0 == chat["spoken_sampled"]["empty_speech"]  # the layout forces speech
 

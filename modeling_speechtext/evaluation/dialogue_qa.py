@@ -72,6 +72,20 @@ def generate_turns(model, prompts: list[list[int]], layout, pad_token_id: int, m
     return [layout.parse(g) for g in gen]
 
 
+def speech_text_wer(texts: Sequence[str], heard: Sequence[str]) -> float | None:
+    """WER of what the speech says (ASR readings) against the text it should say; rows with empty text skipped."""
+    pairs = [(t, h) for t, h in zip(texts, heard) if normalize_text(t)]
+    return error_rates([t for t, _ in pairs], [h for _, h in pairs])["wer"] if pairs else None
+
+
+def data_speech_text_wer(dialogues, transcribe: Callable[[list[list[int]]], list[str]]) -> float | None:
+    """The same judge on the dialogue data's own assistant turns (text-to-token speech vs its sentence): the floor
+    a model that imitates its training targets perfectly would reach."""
+    turns = [t for d in dialogues for t in d["turns"] if t["assistant_speech"]]
+    wer = speech_text_wer([t["assistant_text"] for t in turns], transcribe([list(t["assistant_speech"]) for t in turns]))
+    return None if wer is None else round(wer, 4)
+
+
 def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Callable[[list[list[int]]], list[str]],
                 spoken: bool = True, max_new_tokens: int = 120, batch_size: int = 16,
                 suppress_ids: Sequence[int] = (), system: str | None = None,
@@ -96,8 +110,7 @@ def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Cal
             f"{src}->S": sum(answer_in(heard[i], items[i]["answer"]) for i in idx) / len(idx),
             "n": len(idx),
         }
-    pairs = [(t, h) for t, h in zip(texts, heard) if normalize_text(t)]
-    agreement = error_rates([t for t, _ in pairs], [h for _, h in pairs])["wer"] if pairs else None
+    agreement = speech_text_wer(texts, heard)
     return {
         "per_task": per_task,
         "speech_vs_text_wer": None if agreement is None else round(agreement, 4),
@@ -116,4 +129,4 @@ def dialogue_qa(model, tokenizer, layout, items: Sequence[dict], transcribe: Cal
     }
 
 
-__all__ = ["answer_in", "chat_prompts", "dialogue_qa", "generate_turns"]
+__all__ = ["answer_in", "chat_prompts", "data_speech_text_wer", "dialogue_qa", "generate_turns", "speech_text_wer"]
