@@ -29,6 +29,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from modeling_speechtext.audio import AudioWarning, prepare_audio
+from modeling_speechtext.constants import SAMPLE_RATE
 
 NOT_HEARD = "Sorry, I could not hear a question. Could you say it again?"
 _END = object()
@@ -42,7 +43,7 @@ class ChatEvent:
     kind: str
     text: str = ""
     audio: np.ndarray | None = None
-    sampling_rate: int = 16000
+    sampling_rate: int = SAMPLE_RATE
     speech_ids: list[int] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -189,18 +190,18 @@ class SpeechTextChat:
         if isinstance(audio, (str, Path)):
             from modeling_speechtext.audio import load_audio
 
-            wave = load_audio(str(audio), 16000)
+            wave = load_audio(str(audio), SAMPLE_RATE)
         else:
             with warnings.catch_warnings():  # near-silence is answered below, not warned about
                 warnings.simplefilter("ignore", AudioWarning)
-                wave = prepare_audio(audio, sampling_rate, 16000, source="question audio")
-        seconds = wave.shape[-1] / 16000
+                wave = prepare_audio(audio, sampling_rate, SAMPLE_RATE, source="question audio")
+        seconds = wave.shape[-1] / SAMPLE_RATE
         if seconds > self.max_question_seconds:
             raise ValueError(f"the spoken question lasts {seconds:.1f} s, more than max_question_seconds="
                              f"{self.max_question_seconds:g}")  # fmt: skip
         if seconds < 0.08 or float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < 1e-3:
             return {}, "silence"  # below -60 dBFS: nothing was said
-        feats = self.processor.feature_extractor(wave, sampling_rate=16000, return_tensors="pt")
+        feats = self.processor.feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         speech = [t - self.model.config.audio_offset for t in self.model.encode_speech(feats["input_features"])[0]]
         if not self.model.transcribe_speech([speech])[0].strip():
             return {}, "no words"  # the tokenizer's own ASR hears nothing: noise, hum, breath
@@ -258,7 +259,7 @@ class SpeechTextChat:
         return ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history), refused=refused,
                          timings={"total_s": time.perf_counter() - t0})  # fmt: skip
 
-    def stream(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = 16000,
+    def stream(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = SAMPLE_RATE,
                mode: str = "interleaved", **generate_kwargs) -> Iterator[ChatEvent]:  # fmt: skip
         """Answer one question, yielding events as they are produced (see the module docstring). Closing or
         abandoning the iterator stops the LM and the decoder (nothing keeps running behind the next question)."""
@@ -356,7 +357,7 @@ class SpeechTextChat:
                         if layout.is_speech(t)], history=history_in + [message], timings=timings,
                         truncated=truncated)  # fmt: skip
 
-    def reply(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = 16000,
+    def reply(self, audio=None, text=None, history: Sequence[dict] = (), sampling_rate: int = SAMPLE_RATE,
               mode: str = "interleaved", **generate_kwargs) -> ChatEvent:  # fmt: skip
         """The non-streaming path: the whole turn, then the whole audio (`decoder.decode`); the "done" event."""
         t0 = time.perf_counter()
