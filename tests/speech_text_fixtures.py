@@ -39,8 +39,9 @@ def tiny_speech_text(seed: int = 0, **layout):
 
 
 def clip(seconds: float = 0.6, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal: a tone in noise, in 4 Hz syllable-like bursts (steady sound is refused)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(16000 * seconds)) / 16000
-    return (0.3 * np.sin(2 * np.pi * (200 + 300 * rng.random()) * t) + 0.05 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
+    voiced = 0.3 * np.sin(2 * np.pi * (200 + 300 * rng.random()) * t) + 0.05 * rng.standard_normal(t.size)
+    bursts = 0.55 + 0.45 * np.sign(np.sin(2 * np.pi * 4 * t + 0.3))
+    return (voiced * bursts).astype(np.float32)

@@ -74,9 +74,12 @@ def test_silence_and_noise_get_the_polite_reply_and_bad_input_clear_errors(chat,
         events = list(chat.stream(audio=quiet))
         assert [e.kind for e in events] == ["text", "done"] and events[-1].refused == "silence"
         assert events[-1].text == NOT_HEARD and events[-1].audio is None
-    noise = (0.3 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    t = np.arange(16000) / 16000
+    for steady in (0.3 * np.random.default_rng(0).standard_normal(16000), 0.3 * np.sin(2 * np.pi * 50 * t)):
+        assert chat.reply(audio=steady.astype(np.float32)).refused == "no speech"  # white noise, a mains hum
+    assert chat.reply(audio=clip(1.0)).refused is None  # the same sound in syllable-like bursts passes
     monkeypatch.setattr(chat.model, "transcribe_speech", lambda speech: [""] * len(speech))  # ASR hears no word
-    assert chat.reply(audio=noise).refused == "no words"
+    assert chat.reply(audio=clip(1.0)).refused == "no words"
     with pytest.raises(ValueError, match="max_question_seconds=2"):
         SpeechTextChat(chat.model, chat.processor, chat.decoder, max_question_seconds=2).reply(audio=clip(3.0))
     with pytest.raises(ValueError, match="empty text question"):
