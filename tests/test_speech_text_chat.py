@@ -132,3 +132,24 @@ def test_chat_cli_prints_the_text_and_writes_the_audio(tmp_path, chat, capsys):
 
     assert main(["chat", "--run", str(tmp_path / "nowhere"), "--text", "hi"]) == 2  # a clear one-line error
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_transformers_pipeline_gives_the_engines_answers(chat):
+    from transformers import pipeline
+
+    from modeling_speechtext.generation.chat_pipeline import TASK
+
+    pipe = pipeline(TASK, model=chat.model, processor=chat.processor, decoder=chat.decoder,
+                    chat_kwargs={"max_new_tokens": 60})  # fmt: skip
+    out = pipe({"audio": clip(0.6), "sampling_rate": 16000})
+    expected = chat.reply(audio=clip(0.6))
+    assert out["text"] == expected.text and out["speech_ids"] == expected.speech_ids
+    np.testing.assert_allclose(out["audio"], expected.audio, atol=1e-6)
+    batch = pipe(["where is mary", {"text": "where is john"}], mode="text")
+    assert [b["text"] for b in batch] == [
+        chat.reply(text=q, mode="text").text for q in ("where is mary", "where is john")
+    ]
+    follow = pipe("where is mary", history=out["history"], mode="text")
+    assert follow["history"][:2] == out["history"] and len(follow["history"]) == 4
+    with pytest.raises(ValueError, match="needs decoder"):
+        pipeline(TASK, model=chat.model, processor=chat.processor)

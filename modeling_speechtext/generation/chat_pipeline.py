@@ -1,0 +1,76 @@
+"""A transformers pipeline for the spoken chat: `pipeline("speech-text-chat", model=..., processor=..., decoder=...)`.
+
+A thin `Pipeline` over `SpeechTextChat.reply` (the engine keeps the one implementation of prompts, history, the
+input checks and decoding), so that the chat can be used where code expects a transformers pipeline: batched
+calls over a list or a dataset, `device=`, the registry. For streamed text and audio use `SpeechTextChat.stream`.
+
+    from transformers import pipeline
+    import modeling_speechtext.generation.chat_pipeline  # registers the task
+
+    chat = pipeline("speech-text-chat", model=model, processor=processor, decoder=decoder)
+    out = chat({"audio": wave, "sampling_rate": 16000})   # or chat("Mary went to the kitchen. Where is Mary?")
+    out["text"], out["audio"], out["history"]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from modeling_speechtext.constants import SAMPLE_RATE
+from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
+
+TASK = "speech-text-chat"
+
+
+class SpeechTextChatPipeline(Pipeline):
+    """Inputs: a string (typed question), a 1-D waveform at 16 kHz, a path to an audio file, or a dict
+    `{"audio": wave or path, "sampling_rate": sr}` / `{"text": ...}`. Call kwargs: `history` (messages from an
+    earlier output), `mode` (interleaved, text, speech) and generate kwargs (`max_new_tokens`, ...).
+    Output: `{"text", "audio", "sampling_rate", "speech_ids", "history", "refused", "truncated"}`."""
+
+    def __init__(self, *args, decoder=None, chat_kwargs: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if decoder is None:
+            raise ValueError("speech-text-chat needs decoder= (a SpeechDecoderModel trained on the same tokenizer)")
+        if self.processor is None:
+            raise ValueError("speech-text-chat needs processor= (the model's SpeechTextProcessor)")
+        self.chat = SpeechTextChat(self.model, self.processor, decoder.to(self.model.device), **(chat_kwargs or {}))
+
+    def _sanitize_parameters(self, history=None, mode=None, **generate_kwargs):
+        forward = dict(generate_kwargs)
+        if history is not None:
+            forward["history"] = history
+        if mode is not None:
+            forward["mode"] = mode
+        return {}, forward, {}
+
+    def preprocess(self, inputs) -> dict[str, Any]:
+        if isinstance(inputs, str) and not inputs.lower().endswith((".wav", ".flac", ".mp3", ".ogg", ".m4a")):
+            return {"text": inputs}
+        if isinstance(inputs, dict):
+            if "text" in inputs:
+                return {"text": inputs["text"]}
+            if "audio" not in inputs:
+                raise ValueError('a dict input needs "audio" (and "sampling_rate") or "text"')
+            return {"audio": inputs["audio"], "sampling_rate": int(inputs.get("sampling_rate", SAMPLE_RATE))}
+        if isinstance(inputs, (str, np.ndarray)):
+            return {"audio": inputs, "sampling_rate": SAMPLE_RATE}
+        raise ValueError(f"speech-text-chat takes text, a waveform, a path or a dict, not {type(inputs).__name__}")
+
+    def _forward(self, model_inputs, **forward_kwargs):
+        return {"event": self.chat.reply(**model_inputs, **forward_kwargs)}
+
+    def postprocess(self, model_outputs) -> dict[str, Any]:
+        e = model_outputs["event"]
+        return {"text": e.text, "audio": e.audio, "sampling_rate": e.sampling_rate, "speech_ids": e.speech_ids,
+                "history": e.history, "refused": e.refused, "truncated": e.truncated}  # fmt: skip
+
+
+if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=SpeechTextChatPipeline, pt_model=AutoModel)
+
+__all__ = ["TASK", "SpeechTextChatPipeline"]
