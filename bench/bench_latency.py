@@ -62,7 +62,7 @@ def main() -> None:
 
     run = Path(args.run)
     chat = SpeechTextChat.from_pretrained(run, max_new_tokens=args.max_new_tokens,
-                                          speech_temperature=args.speech_temperature or None)  # fmt: skip
+                                          speech_temperature=args.speech_temperature)  # fmt: skip
     clips = questions(run, args.questions)
     chat.reply(audio=clips[0])  # warm-up (first-call allocations)
     rows = []

@@ -69,7 +69,9 @@ def main() -> None:
         rule = LogitsProcessorList([StreamingThoughtsLogitsProcessor(lay, n)])
         with torch.no_grad():
             torch.manual_seed(0)
-            sampling = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p) if args.do_sample else {}
+            sampling = (
+                dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=0) if args.do_sample else {}
+            )
             gen = lm.generate(prefix, attention_mask=torch.ones_like(prefix), logits_processor=rule, max_new_tokens=150,
                               eos_token_id=lay.end_of_audio_id, pad_token_id=lay.eos_token_id,
                               repetition_penalty=args.repetition_penalty, **({"do_sample": False} | sampling))  # fmt: skip

@@ -44,8 +44,11 @@ def launch_two_cpu_ranks(args: list[str], log_dir: Path, timeout: int = 180) -> 
         logs = log_dir if attempt == 0 else log_dir.with_name(log_dir.name + "_retry")
         cmd = [str(accelerate), "launch", "--config_file", str(config), "--tee", "3", "--log_dir", str(logs), *args]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode == 0 or ABORT not in proc.stderr:
+        if proc.returncode == 0 or ABORT not in proc.stderr or "SIGABRT" not in proc.stderr:
             break
+        import warnings
+
+        warnings.warn(f"test_pretrain_ddp: a rank aborted ({ABORT!r}); relaunching once", stacklevel=2)
         if "--output_dir" in args:  # start over, not resume from what the aborted attempt saved
             import shutil
 

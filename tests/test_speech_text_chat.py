@@ -151,5 +151,22 @@ def test_transformers_pipeline_gives_the_engines_answers(chat):
     ]
     follow = pipe("where is mary", history=out["history"], mode="text")
     assert follow["history"][:2] == out["history"] and len(follow["history"]) == 4
+    row = {"audio": {"array": clip(0.6), "sampling_rate": 16000}}  # a `datasets` Audio column's row
+    assert pipe(row)["speech_ids"] == expected.speech_ids
     with pytest.raises(ValueError, match="needs decoder"):
         pipeline(TASK, model=chat.model, processor=chat.processor)
+    with pytest.raises(ValueError, match="one question at a time"):
+        pipe(["where is mary", "where is john"], batch_size=2)
+
+
+def test_seeded_sampling_leaves_the_callers_rng_alone_and_beam_search_keeps_the_layout(chat):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    chat.reply(audio=clip(0.6))
+    list(chat.stream(audio=clip(0.6)))
+    torch.testing.assert_close(torch.rand(3), expected)  # the chat sampled on a fork of the RNG
+    beams = chat.reply(audio=clip(0.6), num_beams=2, do_sample=False)  # beam search keeps the layout
+    assert beams.speech_ids and all(0 <= s < 16 for s in beams.speech_ids)
+    with pytest.raises(ValueError, match="beam sampling cannot keep"):
+        chat.reply(audio=clip(0.6), num_beams=2)  # the chat samples by default

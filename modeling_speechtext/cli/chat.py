@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.audio}: no such audio file")
     chat = SpeechTextChat.from_pretrained(
         args.run or args.model, decoder=args.decoder, voice=args.voice, max_new_tokens=args.max_new_tokens,
-        system=args.system, speech_temperature=args.speech_temperature or None, seed=args.seed,
+        system=args.system, speech_temperature=args.speech_temperature, seed=args.seed,
     )  # fmt: skip
     if not args.interactive:
         _answer(chat, [], args.audio, args.text, args.mode, args.output)

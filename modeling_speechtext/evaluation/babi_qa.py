@@ -116,16 +116,14 @@ def greedy_continuations(
         for row, i in enumerate(chunk):
             ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]) :] = 1
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad_token_id,
-            suppress_tokens=list(suppress_tokens) if suppress_tokens else None,
-            logits_processor=processor_for_width(width) if processor_for_width else logits_processor,
+        kwargs = {
+            "max_new_tokens": max_new_tokens, "pad_token_id": pad_token_id, "do_sample": False,
+            "suppress_tokens": list(suppress_tokens) if suppress_tokens else None,
+            "logits_processor": processor_for_width(width) if processor_for_width else logits_processor,
             **({"eos_token_id": eos_token_id} if eos_token_id is not None else {}),
-            **{"do_sample": False, **(generate_kwargs or {})},
-        )
+            **(generate_kwargs or {}),
+        }  # fmt: skip
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
         for row, i in enumerate(chunk):
             out[i] = gen[row, width:].tolist()
     return out

@@ -58,17 +58,19 @@ def generate_turns(model, prompts: list[list[int]], layout, pad_token_id: int, m
     from modeling_speechtext.models.speech_text.logits_process_speech_text import StreamingThoughtsLogitsProcessor
 
     sampling = dict(speech_sampling or {})
-    if sampling:
-        torch.manual_seed(int(sampling.pop("seed", 0)))
-        sampling["do_sample"] = True
+    seed = int(sampling.pop("seed", 0))
+    if sampling:  # no top-k unless asked (transformers 5 adds top-k 50 to sampling by default)
+        sampling = {"do_sample": True, "top_k": 0, **sampling}
 
     def processor(width: int):
         return LogitsProcessorList([StreamingThoughtsLogitsProcessor(layout, width, mode, suppress_ids,
                                                                      greedy_text=bool(sampling))])  # fmt: skip
 
-    gen = greedy_continuations(model, prompts, pad_token_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               eos_token_id=layout.eos_token_id, processor_for_width=processor,
-                               generate_kwargs=sampling)  # fmt: skip
+    with torch.random.fork_rng(devices=[]):  # seeded here, the caller's RNG untouched
+        torch.manual_seed(seed)
+        gen = greedy_continuations(model, prompts, pad_token_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                   eos_token_id=layout.eos_token_id, processor_for_width=processor,
+                                   generate_kwargs=sampling)  # fmt: skip
     return [layout.parse(g) for g in gen]
 
 
@@ -82,7 +84,9 @@ def data_speech_text_wer(dialogues, transcribe: Callable[[list[list[int]]], list
     """The same judge on the dialogue data's own assistant turns (text-to-token speech vs its sentence): the floor
     a model that imitates its training targets perfectly would reach."""
     turns = [t for d in dialogues for t in d["turns"] if t["assistant_speech"]]
-    wer = speech_text_wer([t["assistant_text"] for t in turns], transcribe([list(t["assistant_speech"]) for t in turns]))
+    wer = speech_text_wer(
+        [t["assistant_text"] for t in turns], transcribe([list(t["assistant_speech"]) for t in turns])
+    )
     return None if wer is None else round(wer, 4)
 
 

@@ -2,7 +2,7 @@
 
 A thin `Pipeline` over `SpeechTextChat.reply` (the engine keeps the one implementation of prompts, history, the
 input checks and decoding), so that the chat can be used where code expects a transformers pipeline: batched
-calls over a list or a dataset, `device=`, the registry. For streamed text and audio use `SpeechTextChat.stream`.
+calls over a list or a dataset (one at a time), `device=`, the registry. For streamed text and audio use `SpeechTextChat.stream`.
 
     from transformers import pipeline
     import modeling_speechtext.generation.chat_pipeline  # registers the task
@@ -14,6 +14,7 @@ calls over a list or a dataset, `device=`, the registry. For streamed text and a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,9 @@ TASK = "speech-text-chat"
 
 
 class SpeechTextChatPipeline(Pipeline):
-    """Inputs: a string (typed question), a 1-D waveform at 16 kHz, a path to an audio file, or a dict
-    `{"audio": wave or path, "sampling_rate": sr}` / `{"text": ...}`. Call kwargs: `history` (messages from an
+    """Inputs: a string (typed question; an existing file's path is audio), a 1-D waveform at 16 kHz, a `Path`, a
+    dict `{"audio": wave or path, "sampling_rate": sr}`, a `datasets` Audio row (`{"array", "sampling_rate"}`, or
+    `{"audio": {...}}`) or `{"text": ...}`. One question per call (a list gives one answer per item). Call kwargs: `history` (messages from an
     earlier output), `mode` (interleaved, text, speech) and generate kwargs (`max_new_tokens`, ...).
     Output: `{"text", "audio", "sampling_rate", "speech_ids", "history", "refused", "truncated"}`."""
 
@@ -49,19 +51,29 @@ class SpeechTextChatPipeline(Pipeline):
         return {}, forward, {}
 
     def preprocess(self, inputs) -> dict[str, Any]:
-        if isinstance(inputs, str) and not inputs.lower().endswith((".wav", ".flac", ".mp3", ".ogg", ".m4a")):
+        if isinstance(inputs, Path) or (isinstance(inputs, str) and Path(inputs).is_file()):
+            return {"audio": str(inputs), "sampling_rate": SAMPLE_RATE}
+        if isinstance(inputs, str):
             return {"text": inputs}
         if isinstance(inputs, dict):
             if "text" in inputs:
                 return {"text": inputs["text"]}
-            if "audio" not in inputs:
-                raise ValueError('a dict input needs "audio" (and "sampling_rate") or "text"')
-            return {"audio": inputs["audio"], "sampling_rate": int(inputs.get("sampling_rate", SAMPLE_RATE))}
-        if isinstance(inputs, (str, np.ndarray)):
+            audio = inputs.get("audio", inputs.get("array"))  # ours, or a `datasets` Audio row
+            if isinstance(audio, dict):
+                audio, rate = audio.get("array"), audio.get("sampling_rate", SAMPLE_RATE)
+            else:
+                rate = inputs.get("sampling_rate", SAMPLE_RATE)
+            if audio is None:
+                raise ValueError('a dict input needs "audio" (and "sampling_rate"), "array" or "text"')
+            return {"audio": audio, "sampling_rate": int(rate)}
+        if isinstance(inputs, np.ndarray):
             return {"audio": inputs, "sampling_rate": SAMPLE_RATE}
         raise ValueError(f"speech-text-chat takes text, a waveform, a path or a dict, not {type(inputs).__name__}")
 
     def _forward(self, model_inputs, **forward_kwargs):
+        if any(isinstance(v, (list, tuple)) for v in model_inputs.values()):  # collated by batch_size > 1
+            raise ValueError("speech-text-chat answers one question at a time (batch_size=1); pass a list to get "
+                             "one answer per item")  # fmt: skip
         return {"event": self.chat.reply(**model_inputs, **forward_kwargs)}
 
     def postprocess(self, model_outputs) -> dict[str, Any]:

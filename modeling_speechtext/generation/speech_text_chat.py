@@ -15,6 +15,7 @@ which the speech tokenizer's own ASR hears no word, a polite fixed reply instead
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -32,12 +33,12 @@ from modeling_speechtext.audio import AudioWarning, prepare_audio
 from modeling_speechtext.constants import SAMPLE_RATE
 
 NOT_HEARD = "Sorry, I could not hear a question. Could you say it again?"
-STATIONARY_SPREAD = 0.5
+STATIONARY_SPREAD = 0.3
 """Speech rises and falls with its syllables and pauses; steady noise does not. The standard deviation of the log
-energy of 20 ms frames, measured: real recordings 0.78-2.8 (FSDD digits: min 0.78, median 1.82; VCTK: min 1.89;
-with white noise at 0.01 added: min 0.80), TTS clips 3.4-6.8; white noise 0.07, a 50 Hz hum 0.00, a 440 Hz tone
-0.01, brown noise 1.46 (not caught), sparse clicks 8.5 (not caught). Why not the tokenizer's ASR alone: at demo
-scale it reads whole sentences into white noise ("The went to the bedroom")."""
+energy of 20 ms frames, measured: real recordings (30 FSDD digits / 30 VCTK p239 clips) min 0.83 / 1.89, with white
+noise added at 10 dB SNR min 0.69 / 1.27, at 0 dB SNR min 0.38 / 0.54; TTS clips 3.4-6.8; white noise 0.07, a 50 Hz
+hum 0.00, a 440 Hz tone 0.01; brown noise 1.46 and sparse clicks 8.5 are not caught. Why not the tokenizer's ASR
+alone: at demo scale it reads whole sentences into white noise ("The went to the bedroom")."""
 _END = object()
 
 
@@ -115,9 +116,11 @@ class SpeechTextChat:
         max_history_tokens: the prompt budget; the oldest turns are dropped to fit (default: the LM's positions
             minus `max_new_tokens`).
         system: an optional system message (the SFT data can carry one).
-        speech_temperature / top_p: the speech is sampled (the text stays greedy); `None`: greedy speech, which at
-            our scale repeats one token and runs to `max_new_tokens` (`logits_process_speech_text.py`).
-        seed: seeds each answer's sampling (the same question gets the same answer); `None` leaves torch's RNG.
+        speech_temperature / top_p: the speech is sampled (the text stays greedy; no top-k); `None` or 0: greedy
+            speech, which at our scale repeats one token and runs to `max_new_tokens` (`logits_process_speech_text.py`).
+        seed: seeds each answer's sampling (the same question gets the same answer) on a forked RNG, so the caller's
+            torch RNG is left as it was; `None` samples from torch's RNG. Two chats sampling at once in one process
+            share torch's global generator (transformers samples with it), so only one at a time is reproducible.
     """
 
     def __init__(self, model, processor, decoder, voice=None, max_question_seconds: float = 30.0,
@@ -133,8 +136,9 @@ class SpeechTextChat:
         self.max_question_seconds, self.max_new_tokens = max_question_seconds, max_new_tokens
         self.positions = getattr(model.config.text_config, "max_position_embeddings", None) or 10**9
         self.max_history_tokens = max_history_tokens
-        self.decoding = {"do_sample": False} if speech_temperature is None else {
-            "do_sample": True, "temperature": speech_temperature, "top_p": top_p}  # fmt: skip
+        # top_k=0: transformers 5 would otherwise add top-k 50 to every sampled step
+        self.decoding = {"do_sample": False} if not speech_temperature else {
+            "do_sample": True, "temperature": speech_temperature, "top_p": top_p, "top_k": 0}  # fmt: skip
         self.seed = seed
         self._budget(max_new_tokens)  # raises when max_new_tokens leaves no room
 
@@ -196,6 +200,8 @@ class SpeechTextChat:
         if (audio is None) == (text is None):
             raise ValueError("give the question as audio or as text (exactly one of them)")
         if text is not None:
+            if not isinstance(text, str):
+                raise ValueError(f"the text question must be a string, not {type(text).__name__}")
             if not str(text).strip():
                 raise ValueError("empty text question")
             control = [t for t in self.processor.tokenizer.get_added_vocab() if t in str(text)]
@@ -268,9 +274,15 @@ class SpeechTextChat:
         ids, past = self._prompt(history, user, int(kwargs["max_new_tokens"]))
         return ids, past + [user], None, kwargs
 
-    def _seed(self):
-        if self.seed is not None:
+    @contextlib.contextmanager
+    def _seeded(self):
+        """The answer's sampling seeded, on a fork of torch's RNG (the caller's RNG state comes back after)."""
+        if self.seed is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
+            yield
 
     def _refusal(self, history, refused, t0) -> ChatEvent:
         return ChatEvent("done", NOT_HEARD, sampling_rate=self.sampling_rate, history=list(history), refused=refused,
@@ -294,8 +306,9 @@ class SpeechTextChat:
 
         def run_lm():
             try:
-                self._seed()
-                self.model.generate(input_ids=ids, mode=mode, streamer=router, stopping_criteria=stopping, **kwargs)
+                with self._seeded():
+                    self.model.generate(input_ids=ids, mode=mode, streamer=router, stopping_criteria=stopping,
+                                        **kwargs)  # fmt: skip
             except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
                 events.put(("error", err))
             finally:
@@ -381,8 +394,8 @@ class SpeechTextChat:
         ids, history_in, refused, kwargs = self._start(audio, text, history, sampling_rate, mode, generate_kwargs)
         if refused:
             return self._refusal(history, refused, t0)
-        self._seed()
-        out = self.model.generate(input_ids=ids, mode=mode, **kwargs)
+        with self._seeded():
+            out = self.model.generate(input_ids=ids, mode=mode, **kwargs)
         lm_s = time.perf_counter() - t0
         speech = out.speech_ids[0]
         audio_out = self.decoder.decode(speech, voice=self.voice).float().cpu().numpy() if speech else None

@@ -15,7 +15,8 @@ from pathlib import Path
 
 def parquet_dataset_info(folder: str | Path, splits: Iterable[str]) -> dict:
     """`{"splits": [{name, num_bytes, num_examples}], "download_size", "dataset_size"}` from `data/<split>-*.parquet`
-    (num_bytes: the Arrow size in memory, as `datasets` counts it; download_size: the files' size)."""
+    (from the Parquet footers only: num_bytes is the uncompressed size of the row groups, download_size the files').
+    Whatever adds or rewrites shards later must rewrite the card: `load_dataset` checks num_examples."""
     import pyarrow.parquet as pq
 
     out, download, total = [], 0, 0
@@ -23,8 +24,9 @@ def parquet_dataset_info(folder: str | Path, splits: Iterable[str]) -> dict:
         files = sorted((Path(folder) / "data").glob(f"{split}-*.parquet"))
         if not files:
             raise FileNotFoundError(f"{folder}/data holds no {split}-*.parquet: write the data before the card")
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
-        nbytes = sum(pq.read_table(f).nbytes for f in files)
+        footers = [pq.read_metadata(f) for f in files]
+        rows = sum(m.num_rows for m in footers)
+        nbytes = sum(m.row_group(i).total_byte_size for m in footers for i in range(m.num_row_groups))
         download += sum(f.stat().st_size for f in files)
         total += nbytes
         out.append({"name": split, "num_bytes": nbytes, "num_examples": rows})

@@ -177,8 +177,9 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
 
         `input_ids` without speech: text prompts as they are. With `input_features` (and no `input_ids`): one
         spoken question per clip with the default prompt. Other kwargs go to the LM's `generate` (`max_new_tokens`,
-        `do_sample`, `streamer`, ...). With `do_sample=True` the speech is sampled and the text stays greedy
-        unless `sample_text=True` (greedy speech loops and never ends its last chunk: see the logits processor).
+        `do_sample`, `streamer`, ...). With `do_sample=True` (one beam) the speech is sampled and the text stays
+        greedy unless `sample_text=True` (greedy speech loops and never ends its last chunk: see the logits
+        processor).
         Prompts longer than the LM's positions are refused before generating.
         """
         c = self.config
@@ -207,9 +208,13 @@ class SpeechTextForConditionalGeneration(SpeechTextPreTrainedModel):
                              f"{limit} positions: shorten the question or the history")  # fmt: skip
         pad = c.pad_token_id if c.pad_token_id is not None else c.eos_token_id
         suppress = list(c.role_token_ids) + ([pad] if pad != c.eos_token_id else [])
-        greedy_text = (
-            bool(kwargs.get("do_sample", self.language_model.generation_config.do_sample)) and not sample_text
-        )
+        config = kwargs.get("generation_config") or self.language_model.generation_config
+        sampling = bool(kwargs.get("do_sample", config.do_sample))
+        if sampling and int(kwargs.get("num_beams", config.num_beams) or 1) > 1:
+            raise ValueError("beam sampling cannot keep the streaming-thoughts layout: it draws 2 x num_beams "
+                             "candidates where a slot may allow one token (<boa>, <eoa>, eos); sample with "
+                             "num_beams=1, or use beams with do_sample=False")  # fmt: skip
+        greedy_text = sampling and not sample_text
         processors = LogitsProcessorList(
             [StreamingThoughtsLogitsProcessor(c.layout, width, mode, suppress, greedy_text)]
         )
