@@ -208,13 +208,13 @@ class SpeechTextChat:
             if control:  # they would be read as role, speech or layout markers, not as the user's words
                 raise ValueError(f"the text question holds control tokens {control[:3]}: type words only")
             return {"role": "user", "content": str(text).strip()}, None
-        if isinstance(audio, (str, Path)):
-            from modeling_speechtext.audio import load_audio
+        from modeling_speechtext.audio import load_audio
 
-            wave = load_audio(str(audio), SAMPLE_RATE)
-        else:
-            with warnings.catch_warnings():  # near-silence is answered below, not warned about
-                warnings.simplefilter("ignore", AudioWarning)
+        with warnings.catch_warnings():  # near-silence is answered below, not warned about
+            warnings.simplefilter("ignore", AudioWarning)
+            if isinstance(audio, (str, Path)):
+                wave = load_audio(str(audio), SAMPLE_RATE)
+            else:
                 wave = prepare_audio(audio, sampling_rate, SAMPLE_RATE, source="question audio")
         seconds = wave.shape[-1] / SAMPLE_RATE
         if seconds > self.max_question_seconds:

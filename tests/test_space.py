@@ -1,0 +1,66 @@
+"""The Space (spaces/app.py), launched headless and driven through `gradio_client`: a spoken question gets a text
+and an audio answer; bad input gets a message in the page and the app keeps serving."""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from speech_text_fixtures import clip, tiny_speech_text
+from test_speech_text_chat import tiny_decoder
+
+from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces"))
+pytestmark = pytest.mark.slow  # a local server, ~10 s
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from app import build_app
+    from gradio_client import Client
+
+    model, proc = tiny_speech_text()
+    model.transcribe_speech = lambda speech: ["words"] * len(speech)  # an untrained ASR may hear nothing
+    app = build_app(SpeechTextChat(model, proc, tiny_decoder(), max_new_tokens=60, max_question_seconds=5),
+                    max_text_chars=200)  # fmt: skip
+    port = _free_port()
+    app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    app.close()
+
+
+def test_spoken_question_gets_text_and_audio_and_bad_input_a_message(client, tmp_path):
+    from gradio_client import handle_file
+
+    question = tmp_path / "q.wav"
+    sf.write(question, clip(0.8), 16000)
+    conversation, _, whole, status, *_ = client.predict(handle_file(str(question)), "", api_name="/chat")
+    assert [m["role"] for m in conversation] == ["user", "assistant"] and conversation[1]["content"]
+    wave, rate = sf.read(whole)
+    assert rate == 16000 and len(wave) > 1280 and "first audio" in status and "total" in status
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("this is not a wav file")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(clip(1.0), 8), 16000)  # 8 s against the 5 s limit
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    for audio, text, expected in [(None, "", "Say or type"), (handle_file(str(bad)), "", "Could not answer"),
+                                  (handle_file(str(long)), "", "max_question_seconds"),
+                                  (handle_file(str(silent)), "", "could not hear"),
+                                  (None, "where is mary " * 40, "the limit is 200")]:  # fmt: skip
+        out = client.predict(audio, text, api_name="/chat")
+        assert expected.lower() in out[3].lower(), (expected, out[3])
+        assert out[2] is None  # no answer audio for a refused question
+    again = client.predict(None, "where is mary", api_name="/chat")  # still serving after the bad requests
+    assert again[0][-1]["role"] == "assistant" and again[0][-1]["content"] and "total" in again[3]
