@@ -1,5 +1,7 @@
 """speechtext Space: ask the spoken chat model a question by voice (or text); its answer streams back as text and
-speech, with the time to the first audio shown under each answer.
+speech, with the time to the first audio shown under each answer. Two more tabs show what the speech tokenizer
+makes of a clip (spectrogram, token ids, its ASR reading) and speak a sentence with the text-to-token model and the
+decoder (`tools_tabs.py`).
 
     python spaces/app.py --run runs/demo                       # a finished pipeline run folder
     SPEECHTEXT_MODEL=user/speechtext-chat SPEECHTEXT_DECODER=user/speechtext-decoder python spaces/app.py
@@ -24,6 +26,17 @@ EXAMPLES = ["Mary went to the kitchen. Where is Mary?",
             "John moved to the garden. Daniel went to the office. Is John in the garden?"]  # fmt: skip
 
 
+def load_synthesizer(run: str | None = None, t2t: str | None = None):
+    """The text-to-token model for the text -> speech tab: `t2t`, SPEECHTEXT_T2T, or the run's text_to_token/."""
+    from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
+
+    path = t2t or os.environ.get("SPEECHTEXT_T2T")
+    run = run or os.environ.get("SPEECHTEXT_RUN")
+    if path is None and run and (Path(run) / "text_to_token" / "config.json").is_file():
+        path = str(Path(run) / "text_to_token")
+    return TextToTokenSynthesizer.from_pretrained(path) if path else None
+
+
 def load_chat(run: str | None = None, model: str | None = None, decoder: str | None = None, **kwargs):
     """The engine from a run folder, or from a saved model + decoder (folders or Hub ids); arguments first, then
     the SPEECHTEXT_RUN / SPEECHTEXT_MODEL / SPEECHTEXT_DECODER environment variables."""
@@ -42,9 +55,11 @@ def _int16(chunk: np.ndarray) -> np.ndarray:
     return (np.clip(chunk, -1.0, 1.0) * 32767).astype(np.int16)
 
 
-def build_app(chat, max_text_chars: int = MAX_TEXT_CHARS, concurrency: int = 2) -> gr.Blocks:
-    """The Blocks app around one engine. Outputs per answer: the conversation, the streamed speech, the whole
-    answer's audio (for download and for API clients), and a status line (timings or what was wrong)."""
+def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, concurrency: int = 2) -> gr.Blocks:
+    """The Blocks app around one engine (and, for the text -> speech tab, a text-to-token synthesizer). Outputs per
+    answer: the conversation, the streamed speech, the whole answer's audio (for download and for API clients),
+    and a status line (timings or what was wrong)."""
+    from tools_tabs import add_tool_tabs
 
     def answer(audio_path, text, history):
         history = list(history or [])
@@ -85,7 +100,7 @@ def build_app(chat, max_text_chars: int = MAX_TEXT_CHARS, concurrency: int = 2) 
         gr.Markdown("# speechtext spoken chat\nAsk by voice (record or upload) or type; the answer comes back as "
                     "text and speech while it is generated.")  # fmt: skip
         state = gr.State([])
-        with gr.Row():
+        with gr.Tab("spoken chat"), gr.Row():
             with gr.Column():
                 audio_in = gr.Audio(sources=["microphone", "upload"], type="filepath", label="spoken question")
                 text_in = gr.Textbox(label="or type the question", max_length=max_text_chars * 2)
@@ -101,6 +116,7 @@ def build_app(chat, max_text_chars: int = MAX_TEXT_CHARS, concurrency: int = 2) 
                   api_name="chat", concurrency_limit=concurrency)  # fmt: skip
         clear.click(lambda: ([], None, None, "", []), None, [conversation, speech, whole, status, state],
                     api_name="clear")  # fmt: skip
+        add_tool_tabs(chat, synthesizer, max_text_chars, concurrency)
     app.queue(default_concurrency_limit=concurrency, max_size=32)
     return app
 
@@ -131,10 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", help="a pipeline run folder")
     parser.add_argument("--model", help="a saved SpeechTextForConditionalGeneration + processor (folder or Hub id)")
     parser.add_argument("--decoder", help="speech decoder (folder or Hub id)")
+    parser.add_argument("--t2t", help="text-to-token model for the text -> speech tab (default: the run's)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args(argv)
-    build_app(load_chat(args.run, args.model, args.decoder), concurrency=args.concurrency).launch(
+    chat = load_chat(args.run, args.model, args.decoder)
+    build_app(chat, load_synthesizer(args.run, args.t2t), concurrency=args.concurrency).launch(
         server_name="0.0.0.0", server_port=args.port
     )
 

@@ -32,8 +32,10 @@ def client():
 
     model, proc = tiny_speech_text()
     model.transcribe_speech = lambda speech: ["words"] * len(speech)  # an untrained ASR may hear nothing
+    from t2t_fixtures import tiny_t2t
+
     app = build_app(SpeechTextChat(model, proc, tiny_decoder(), max_new_tokens=60, max_question_seconds=5),
-                    max_text_chars=200)  # fmt: skip
+                    tiny_t2t(codebook_size=16, max_tokens_per_char=1.0), max_text_chars=200)  # fmt: skip
     port = _free_port()
     app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -64,3 +66,18 @@ def test_spoken_question_gets_text_and_audio_and_bad_input_a_message(client, tmp
         assert out[2] is None  # no answer audio for a refused question
     again = client.predict(None, "where is mary", api_name="/chat")  # still serving after the bad requests
     assert again[0][-1]["role"] == "assistant" and again[0][-1]["content"] and "total" in again[3]
+
+
+def test_tool_tabs_tokenize_a_clip_and_speak_a_sentence(client, tmp_path):
+    from gradio_client import handle_file
+
+    question = tmp_path / "q.wav"
+    sf.write(question, clip(0.8), 16000)
+    image, ids, heard, status = client.predict(handle_file(str(question)), api_name="/tokenize")
+    assert Path(image).is_file() and len(ids.split()) == 10 and "10 tokens" in status  # 0.8 s at 12.5 Hz
+    assert all(0 <= int(i) < 16 for i in ids.split())
+    audio, s_ids, _, s_status = client.predict("Mary went to the kitchen.", api_name="/speak")
+    wave, rate = sf.read(audio)
+    assert rate == 16000 and len(wave) == len(s_ids.split()) * 1280 and "speech tokens" in s_status
+    assert client.predict(None, api_name="/tokenize")[3].startswith("Record or upload")
+    assert "limit is 200" in client.predict("word " * 100, api_name="/speak")[3]
