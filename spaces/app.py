@@ -102,7 +102,7 @@ def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, conc
         state = gr.State([])
         with gr.Tab("spoken chat"), gr.Row():
             with gr.Column():
-                audio_in = gr.Audio(sources=["microphone", "upload"], type="filepath", label="spoken question")
+                audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="spoken question")
                 text_in = gr.Textbox(label="or type the question", max_length=max_text_chars * 2)
                 ask = gr.Button("Ask", variant="primary")
                 clear = gr.Button("New conversation")
