@@ -142,6 +142,12 @@ def test_micro_pipeline_end_to_end(tmp_path):
     assert again["spoken_qa"] == metrics["spoken_qa"]  # same LM, same data, same settings: same numbers
     shutil.rmtree(out / "eval_cli")  # not a stage folder: the second pipeline run must find only its own
 
+    # publishing: every model and dataset to the fake Hub, and back in a fresh process without this package
+    from publish_roundtrip import run_roundtrip
+
+    run_roundtrip(out, tmp_path)
+    shutil.rmtree(out / "publish", ignore_errors=True)
+
     proc, seconds = _run(out)
     report = json.loads((out / "pipeline.json").read_text())
     assert all(e["status"] == "skipped" for e in report["stages"]), report

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interleave": ("modeling_speechtext.cli.interleave", "text -> interleaved speech-text data with a T2T model"),
     "eval": ("modeling_speechtext.cli.evaluate", "evaluate a speech-text LM: spoken bAbI QA, cloze, ASR/TTS"),
     "chat": ("modeling_speechtext.cli.chat", "ask the dialogue model a spoken or typed question; text + speech out"),
+    "publish": ("modeling_speechtext.cli.publish", "Hub-ready repos of a run's models and datasets; --push uploads"),
 }
 
 

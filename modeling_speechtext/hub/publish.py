@@ -1,0 +1,180 @@
+"""Hub-ready repositories from a pipeline run: every model and dataset of the recipe, then (optionally) the upload.
+
+`prepare_run(run, namespace, output_dir)` writes one folder per repository under `output_dir` and a `publish.json`
+listing them; `push(repos)` uploads each with `upload_folder_to_hub` (one commit per repository; huggingface_hub
+skips files whose content the Hub already has, so re-running after a crash uploads only what is missing).
+
+Models (the stage folders as the recipes wrote them: safetensors, configs with `auto_map` and code files where the
+model is custom, tokenizer files, generation config, the card with the run's numbers), minus resumable state:
+
+    speechtext-speech-tokenizer, -speech-decoder, -text-to-token, -base-lm, -lm (pretrain), -chat-lm (sft)
+    speechtext-chat: SpeechTextForConditionalGeneration (speech tokenizer + chat LM) + SpeechTextProcessor
+
+Datasets (Parquet + a card with `configs:` and `dataset_info`, so `load_dataset(repo_id, streaming=True)` works):
+
+    speechtext-speech-tokens (the corpus's speech tokens), -interleaved, -dialogue
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from modeling_speechtext.hub.upload import DEFAULT_IGNORE
+
+MODEL_STAGES = {
+    "speech_tokenizer": "speech-tokenizer",
+    "speech_decoder": "speech-decoder",
+    "text_to_token": "text-to-token",
+    "base_lm": "base-lm",
+    "pretrain": "lm",
+    "sft": "chat-lm",
+}
+PARQUET_DATASET_STAGES = {"interleaved": "interleaved", "dialogue": "dialogue"}
+
+
+@dataclass
+class PreparedRepo:
+    repo_id: str
+    repo_type: str  # "model" or "dataset"
+    folder: str
+    source: str  # the run's stage folder it was made from
+
+
+def _copy_stage(src: Path, dst: Path) -> None:
+    """The stage folder without resumable state or half-written files (the patterns uploads ignore)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    patterns = [p.split("/")[0] for p in DEFAULT_IGNORE]
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*patterns, "adapter"))
+
+
+def _chat_folder(run: Path, dst: Path, namespace: str) -> None:
+    """The composite chat model + processor, with a card on how to load and talk to it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
+    from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
+
+    tokenizer = AutoTokenizer.from_pretrained(run / "sft")
+    lm = AutoModelForCausalLM.from_pretrained(run / "sft", dtype=torch.float32)
+    st = SpeechTokenizerModel.from_pretrained(run / "speech_tokenizer", dtype=torch.float32)
+    model = SpeechTextForConditionalGeneration.from_parts(st, lm, tokenizer)
+    processor = SpeechTextProcessor(
+        feature_extractor=SpeechTokenizerFeatureExtractor.from_pretrained(run / "speech_tokenizer"),
+        tokenizer=tokenizer,
+    )
+    if dst.exists():
+        shutil.rmtree(dst)
+    model.save_pretrained(dst)
+    processor.save_pretrained(dst)
+    decoder = f"{namespace}/speechtext-speech-decoder"
+    (dst / "README.md").write_text(f"""---
+library_name: transformers
+pipeline_tag: any-to-any
+tags: [speechtext, speech-text-lm, spoken-dialogue, streaming-thoughts]
+---
+# speechtext spoken chat model
+
+The speech tokenizer and the dialogue-SFT speech-text LM as one `PreTrainedModel`: speech (or text) in, an answer
+in streaming thoughts (text and speech tokens, alternating) out. The speech tokens become audio with
+[{decoder}](https://huggingface.co/{decoder}). The LM alone, a stock causal LM, is `{namespace}/speechtext-chat-lm`.
+
+```python
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("{namespace}/speechtext-chat", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("{namespace}/speechtext-chat", trust_remote_code=True)
+inputs = processor.apply_chat_template([{{"role": "user", "content": [{{"type": "audio", "audio": wave_16khz}}]}}])
+out = model.generate(**inputs, max_new_tokens=120, do_sample=True)   # text greedy, speech sampled
+print(processor.decode_turn(out.text_ids[0]), out.speech_ids[0])
+```
+
+Streamed text and audio with the speechtext package: `SpeechTextChat.from_pretrained("{namespace}/speechtext-chat",
+decoder="{decoder}").stream(audio=...)`. Numbers: the chat LM's card.
+""")
+
+
+def _speech_tokens_folder(run: Path, dst: Path) -> None:
+    """The corpus's speech tokens (a `save_to_disk` DatasetDict in the run) as Parquet + card."""
+    from datasets import load_from_disk
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from modeling_speechtext.hub.dataset_cards import parquet_dataset_info
+
+    data = load_from_disk(str(run / "speech_tokens" / "dataset"))
+    if dst.exists():
+        shutil.rmtree(dst)
+    (dst / "data").mkdir(parents=True)
+    for split, ds in data.items():
+        ds.to_parquet(str(dst / "data" / f"{split}-00000-of-00001.parquet"))
+    card = DatasetCardData(
+        tags=["speechtext", "speech-tokens"], task_categories=["automatic-speech-recognition", "text-to-speech"],
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in data]}],
+        dataset_info=parquet_dataset_info(dst, list(data)),
+    )  # fmt: skip
+    rows = {s: len(d) for s, d in data.items()}
+    DatasetCard(f"""---
+{card.to_yaml()}
+---
+# speechtext speech tokens
+
+The speech corpus (offline TTS voices; `test_unseen_voices` holds voices never trained on) encoded by the speech
+tokenizer at 12.5 Hz: one row per utterance with its text and `speech_ids`. Rows per split: {json.dumps(rows)}.
+""").save(str(dst / "README.md"))
+
+
+def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list[PreparedRepo]:
+    """One folder per repository under `output_dir` (rewritten each time) + `publish.json`; stages the run does not
+    have are skipped, and a run with none of them is an error."""
+    run, out = Path(run), Path(output_dir)
+    if not namespace or "/" in namespace:
+        raise ValueError(f"namespace {namespace!r}: a Hub user or organisation name, without '/'")
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run folder")
+    out.mkdir(parents=True, exist_ok=True)
+    repos: list[PreparedRepo] = []
+
+    def add(name: str, kind: str, source: Path):
+        repos.append(PreparedRepo(f"{namespace}/speechtext-{name}", kind, str(out / name), str(source)))
+
+    for stage, name in MODEL_STAGES.items():
+        if (run / stage / "config.json").is_file():
+            _copy_stage(run / stage, out / name)
+            add(name, "model", run / stage)
+    if (run / "sft" / "config.json").is_file() and (run / "speech_tokenizer" / "config.json").is_file():
+        _chat_folder(run, out / "chat", namespace)
+        add("chat", "model", run / "sft")
+    if (run / "speech_tokens" / "dataset" / "dataset_dict.json").is_file():
+        _speech_tokens_folder(run, out / "speech-tokens")
+        add("speech-tokens", "dataset", run / "speech_tokens")
+    for stage, name in PARQUET_DATASET_STAGES.items():
+        if (run / stage / "README.md").is_file() and any((run / stage / "data").glob("*.parquet")):
+            _copy_stage(run / stage, out / name)
+            add(name, "dataset", run / stage)
+    if not repos:
+        raise FileNotFoundError(f"{run}: no finished stage to publish (run the pipeline first)")
+    (out / "publish.json").write_text(json.dumps([asdict(r) for r in repos], indent=2) + "\n")
+    return repos
+
+
+def push(repos: list[PreparedRepo], private: bool = False, token: str | None = None) -> dict[str, str]:
+    """Upload every prepared folder; returns repo id -> commit URL."""
+    from tqdm.auto import tqdm
+
+    from modeling_speechtext.hub.upload import upload_folder_to_hub
+
+    return {
+        r.repo_id: upload_folder_to_hub(r.folder, r.repo_id, repo_type=r.repo_type, private=private, token=token)
+        for r in tqdm(repos, desc="uploading")
+    }
+
+
+__all__ = ["MODEL_STAGES", "PreparedRepo", "prepare_run", "push"]
