@@ -26,25 +26,40 @@ EXAMPLES = ["Mary went to the kitchen. Where is Mary?",
             "John moved to the garden. Daniel went to the office. Is John in the garden?"]  # fmt: skip
 
 
+def _space_config() -> dict:
+    """`space.json` beside the app: the model repos `speechtext publish` wrote into a published Space."""
+    import json
+
+    path = Path(__file__).with_name("space.json")
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def load_synthesizer(run: str | None = None, t2t: str | None = None):
-    """The text-to-token model for the text -> speech tab: `t2t`, SPEECHTEXT_T2T, or the run's text_to_token/."""
+    """The text-to-token model for the text -> speech tab: `t2t`, SPEECHTEXT_T2T, `space.json`, or the run's
+    text_to_token/ (folders or Hub ids)."""
     from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
-    path = t2t or os.environ.get("SPEECHTEXT_T2T")
+    path = t2t or os.environ.get("SPEECHTEXT_T2T") or _space_config().get("t2t")
     run = run or os.environ.get("SPEECHTEXT_RUN")
     if path is None and run and (Path(run) / "text_to_token" / "config.json").is_file():
         path = str(Path(run) / "text_to_token")
+    if path and not Path(path).is_dir():  # a Hub id: the synthesizer reads a local folder
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(path)
     return TextToTokenSynthesizer.from_pretrained(path) if path else None
 
 
 def load_chat(run: str | None = None, model: str | None = None, decoder: str | None = None, **kwargs):
     """The engine from a run folder, or from a saved model + decoder (folders or Hub ids); arguments first, then
-    the SPEECHTEXT_RUN / SPEECHTEXT_MODEL / SPEECHTEXT_DECODER environment variables."""
+    the SPEECHTEXT_RUN / SPEECHTEXT_MODEL / SPEECHTEXT_DECODER environment variables, then `space.json` (a published
+    Space)."""
     from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
 
+    published = _space_config()
     run = run or os.environ.get("SPEECHTEXT_RUN")
-    model = model or os.environ.get("SPEECHTEXT_MODEL")
-    decoder = decoder or os.environ.get("SPEECHTEXT_DECODER")
+    model = model or os.environ.get("SPEECHTEXT_MODEL") or (None if run else published.get("model"))
+    decoder = decoder or os.environ.get("SPEECHTEXT_DECODER") or published.get("decoder")
     if not (run or model):
         raise ValueError("no model: pass --run (a pipeline run folder) or --model/--decoder, or set SPEECHTEXT_RUN")
     return SpeechTextChat.from_pretrained(run or model, decoder=decoder, **kwargs)

@@ -61,24 +61,38 @@ def run_roundtrip(out: Path, tmp_path: Path) -> None:
         proc = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         repos = json.loads((tmp_path / "publish" / "publish.json").read_text())
+        assert {(r["repo_type"], r["repo_id"]) for r in repos if r["repo_type"] == "space"} == {
+            ("space", "tester/speechtext-chat")
+        }
         assert {r["repo_id"] for r in repos} >= {f"tester/speechtext-{n}" for n in (
             "speech-tokenizer", "speech-decoder", "text-to-token", "base-lm", "lm", "chat-lm", "chat",
             "speech-tokens", "interleaved", "dialogue")}  # fmt: skip
         again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)  # resumable: no error
         assert again.returncode == 0, again.stderr[-3000:]
-        local_dirs = {r["repo_id"].split("speechtext-", 1)[1]: r["folder"] for r in repos}
+        local_dirs = {r["repo_id"].split("speechtext-", 1)[1]: r["folder"] for r in repos if r["repo_type"] != "space"}
         scope: dict = {}
         exec(FINGERPRINTS, scope)  # noqa: S102 - the same code the fresh process runs
         local = scope["fingerprints"](lambda name, kind: local_dirs[name], True)
-        script = FINGERPRINTS + "\nprint(json.dumps(fingerprints(lambda n, k: 'tester/speechtext-' + n, True)))\n"
+        script = FINGERPRINTS + (
+            "\nfrom huggingface_hub import HfApi\n"
+            "space = HfApi().list_repo_files('tester/speechtext-chat', repo_type='space')\n"
+            "print(json.dumps({'fp': fingerprints(lambda n, k: 'tester/speechtext-' + n, True), 'space': space}))\n"
+        )
         from remote_code import run_without_package
 
         remote = run_without_package(script, tmp_path, timeout=300, **{k: env[k] for k in (
             "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_DISABLE_XET", "HF_HUB_OFFLINE", "HF_HOME", "HF_DATASETS_CACHE")})  # fmt: skip
         assert remote.returncode == 0, remote.stderr[-3000:]
-        got = json.loads(remote.stdout.strip().splitlines()[-1])
+        result = json.loads(remote.stdout.strip().splitlines()[-1])
+        got, space = result["fp"], set(result["space"])
         assert got == json.loads(json.dumps(local)), {
             k: (local[k], got.get(k)) for k in local if got.get(k) != local[k]
         }
+        # the Space: the app, its engine (the package) and which model repos it loads
+        assert {"app.py", "tools_tabs.py", "README.md", "requirements.txt", "space.json",
+                "modeling_speechtext/generation/speech_text_chat.py"} <= space, sorted(space)[:20]  # fmt: skip
+        config = json.loads((tmp_path / "publish" / "space" / "space.json").read_text())
+        assert config == {"model": "tester/speechtext-chat", "decoder": "tester/speechtext-speech-decoder",
+                          "t2t": "tester/speechtext-text-to-token"}  # fmt: skip
     finally:
         server.shutdown()

@@ -13,6 +13,9 @@ model is custom, tokenizer files, generation config, the card with the run's num
 Datasets (Parquet + a card with `configs:` and `dataset_info`, so `load_dataset(repo_id, streaming=True)` works):
 
     speechtext-speech-tokens (the corpus's speech tokens), -interleaved, -dialogue
+
+Space: `speechtext-chat` (type space): `spaces/` (app, tabs, README with the Space front matter, requirements), a copy
+of the `modeling_speechtext` package (the app's engine), and `space.json` naming the model repos it loads.
 """
 
 from __future__ import annotations
@@ -131,6 +134,21 @@ tokenizer at 12.5 Hz: one row per utterance with its text and `speech_ids`. Rows
 """).save(str(dst / "README.md"))
 
 
+def _space_folder(dst: Path, namespace: str, have_t2t: bool) -> None:
+    """The Space: the app files, the package it runs on, and which repos to load (`space.json`)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "spaces" / "app.py").is_file():
+        raise FileNotFoundError(f"{root / 'spaces'}: the Space's files are not beside this package")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(root / "spaces", dst, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "modeling_speechtext", dst / "modeling_speechtext",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    names = {"model": "chat", "decoder": "speech-decoder"} | ({"t2t": "text-to-token"} if have_t2t else {})
+    config = {key: f"{namespace}/speechtext-{name}" for key, name in names.items()}
+    (dst / "space.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list[PreparedRepo]:
     """One folder per repository under `output_dir` (rewritten each time) + `publish.json`; stages the run does not
     have are skipped, and a run with none of them is an error."""
@@ -161,6 +179,10 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
             add(name, "dataset", run / stage)
     if not repos:
         raise FileNotFoundError(f"{run}: no finished stage to publish (run the pipeline first)")
+    names = {r.repo_id.split("speechtext-", 1)[1] for r in repos}
+    if {"chat", "speech-decoder"} <= names:
+        _space_folder(out / "space", namespace, "text-to-token" in names)
+        repos.append(PreparedRepo(f"{namespace}/speechtext-chat", "space", str(out / "space"), "spaces/"))
     (out / "publish.json").write_text(json.dumps([asdict(r) for r in repos], indent=2) + "\n")
     return repos
 

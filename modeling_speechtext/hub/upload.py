@@ -35,7 +35,9 @@ def upload_folder_to_hub(
     if not repo_id or "/" not in repo_id:
         raise ValueError(f"hub repo id {repo_id!r}: expected 'namespace/name'")
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    # a Space needs its SDK at creation; ours is a Gradio app (spaces/README.md says the same in its front matter)
+    sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **sdk)
     info = api.upload_folder(
         repo_id=repo_id,
         repo_type=repo_type,
