@@ -2,7 +2,8 @@
 
 Each client (a `gradio_client.Client` in its own thread) asks the run's held-out-voice spoken questions in turn
 through the `/chat` endpoint until the time is up. Reported: requests, errors, latency percentiles (p50 / p95 /
-max, seconds from submit to the whole answer), answers per minute, and the app's queue settings.
+max, seconds from submit to the whole answer), answers per minute, and the app's queue settings. No baseline
+ratio: the number is the app's own throughput on this machine (one answer's compute is bench_latency.py's).
 
     python bench/bench_space_load.py --run runs/demo --clients 8 --seconds 60
 """
@@ -53,6 +54,7 @@ def main() -> None:
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
             try:
+                c.predict(api_name="/clear")  # one-turn questions: the session's history would grow the prompts
                 out = c.predict(handle_file(questions[i % len(questions)]), "", api_name="/chat")
                 ok = out[2] is not None and "total" in out[3]
             except Exception as err:  # noqa: BLE001 - counted, the load goes on

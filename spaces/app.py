@@ -13,15 +13,17 @@ app's, and every refusal or error becomes a message in the page while the app ke
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
+logger = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 600
+MAX_FILE_SIZE = "20mb"  # uploads are decoded whole before the duration check
 EXAMPLES = ["Mary went to the kitchen. Where is Mary?",
             "John moved to the garden. Daniel went to the office. Is John in the garden?"]  # fmt: skip
 
@@ -39,11 +41,12 @@ def load_synthesizer(run: str | None = None, t2t: str | None = None):
     text_to_token/ (folders or Hub ids)."""
     from modeling_speechtext.generation.text_to_token import TextToTokenSynthesizer
 
-    path = t2t or os.environ.get("SPEECHTEXT_T2T") or _space_config().get("t2t")
     run = run or os.environ.get("SPEECHTEXT_RUN")
+    path = t2t or os.environ.get("SPEECHTEXT_T2T") or (None if run else _space_config().get("t2t"))
     if path is None and run and (Path(run) / "text_to_token" / "config.json").is_file():
         path = str(Path(run) / "text_to_token")
-    if path and not Path(path).is_dir():  # a Hub id: the synthesizer reads a local folder
+    if path and not Path(path).is_dir() and not str(path).startswith((".", "/")) and str(path).count("/") == 1:
+        # a Hub id: the synthesizer reads a local folder
         from huggingface_hub import snapshot_download
 
         path = snapshot_download(path)
@@ -56,31 +59,29 @@ def load_chat(run: str | None = None, model: str | None = None, decoder: str | N
     Space)."""
     from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
 
-    published = _space_config()
     run = run or os.environ.get("SPEECHTEXT_RUN")
-    model = model or os.environ.get("SPEECHTEXT_MODEL") or (None if run else published.get("model"))
+    published = {} if run else _space_config()  # a run folder brings all its models
+    model = model or os.environ.get("SPEECHTEXT_MODEL") or published.get("model")
     decoder = decoder or os.environ.get("SPEECHTEXT_DECODER") or published.get("decoder")
     if not (run or model):
         raise ValueError("no model: pass --run (a pipeline run folder) or --model/--decoder, or set SPEECHTEXT_RUN")
     return SpeechTextChat.from_pretrained(run or model, decoder=decoder, **kwargs)
 
 
-def _int16(chunk: np.ndarray) -> np.ndarray:
-    """Float audio -> int16 PCM for the browser (clipped; gradio would otherwise convert with a warning)."""
-    return (np.clip(chunk, -1.0, 1.0) * 32767).astype(np.int16)
-
-
 def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, concurrency: int = 2) -> gr.Blocks:
     """The Blocks app around one engine (and, for the text -> speech tab, a text-to-token synthesizer). Outputs per
     answer: the conversation, the streamed speech, the whole answer's audio (for download and for API clients),
     and a status line (timings or what was wrong)."""
-    from tools_tabs import add_tool_tabs
+    from tools_tabs import add_tool_tabs, int16_pcm
 
     def answer(audio_path, text, history):
         history = list(history or [])
         text = (text or "").strip()
         if not audio_path and not text:
             yield _view(history), None, None, "Say or type a question first.", history
+            return
+        if audio_path and text:
+            yield _view(history), None, None, "Both a clip and a typed question are given: clear one of them.", history
             return
         if text and len(text) > max_text_chars:
             yield _view(history), None, None, f"That question is {len(text)} characters long; the limit is " \
@@ -93,11 +94,23 @@ def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, conc
             for event in stream:
                 if event.kind == "text":
                     reply += event.text
-                    yield _view(history, audio_path or text, reply), None, None, "answering...", history
+                    yield (
+                        _view(history, audio_path or text, reply, spoken=bool(audio_path)),
+                        None,
+                        None,
+                        "answering...",
+                        history,
+                    )
                 elif event.kind == "audio":
                     status = status or f"first audio after {time.perf_counter() - start:.2f} s"
-                    chunk = (event.sampling_rate, _int16(event.audio))
-                    yield _view(history, audio_path or text, reply), chunk, None, status, history
+                    chunk = (event.sampling_rate, int16_pcm(event.audio))
+                    yield (
+                        _view(history, audio_path or text, reply, spoken=bool(audio_path)),
+                        chunk,
+                        None,
+                        status,
+                        history,
+                    )
                 elif event.kind == "done":
                     if event.refused:
                         yield _view(history), None, None, event.text, history
@@ -106,9 +119,10 @@ def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, conc
                     first = event.timings.get("first_audio_s")
                     status = (f"first audio {first:.2f} s, " if first is not None else "") + f"total {total:.2f} s" \
                         + (" (cut at the length limit)" if event.truncated else "")  # fmt: skip
-                    audio = None if event.audio is None else (event.sampling_rate, _int16(event.audio))
+                    audio = None if event.audio is None else (event.sampling_rate, int16_pcm(event.audio))
                     yield _view(event.history), None, audio, status, event.history
-        except (ValueError, RuntimeError, FileNotFoundError) as err:  # bad input: say so, keep serving
+        except Exception as err:  # noqa: BLE001 - bad input or a failure: say so in the page, keep serving
+            logger.exception("chat request failed")
             yield _view(history), None, None, f"Could not answer: {err}", history
 
     with gr.Blocks(title="speechtext: spoken chat") as app:
@@ -128,7 +142,7 @@ def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, conc
                 whole = gr.Audio(label="whole answer", interactive=False)
                 status = gr.Markdown()
         ask.click(answer, [audio_in, text_in, state], [conversation, speech, whole, status, state],
-                  api_name="chat", concurrency_limit=concurrency)  # fmt: skip
+                  api_name="chat", concurrency_limit=concurrency, concurrency_id="model")  # fmt: skip
         clear.click(lambda: ([], None, None, "", []), None, [conversation, speech, whole, status, state],
                     api_name="clear")  # fmt: skip
         add_tool_tabs(chat, synthesizer, max_text_chars, concurrency)
@@ -136,7 +150,7 @@ def build_app(chat, synthesizer=None, max_text_chars: int = MAX_TEXT_CHARS, conc
     return app
 
 
-def _view(history, question=None, reply=None) -> list[dict]:
+def _view(history, question=None, reply=None, spoken: bool = False) -> list[dict]:
     """The engine's history (speech as ids) + the answer in progress -> what the Chatbot shows (text only)."""
     shown = []
     for m in history:
@@ -146,7 +160,6 @@ def _view(history, question=None, reply=None) -> list[dict]:
         elif m["role"] == "assistant":
             shown.append({"role": "assistant", "content": _strip_speech(content[0]["text"])})
     if question is not None:
-        spoken = not isinstance(question, str) or Path(question).is_file()
         shown += [{"role": "user", "content": "(spoken question)" if spoken else question},
                   {"role": "assistant", "content": reply or "..."}]  # fmt: skip
     return shown
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     chat = load_chat(args.run, args.model, args.decoder)
     build_app(chat, load_synthesizer(args.run, args.t2t), concurrency=args.concurrency).launch(
-        server_name="0.0.0.0", server_port=args.port
+        server_name="0.0.0.0", server_port=args.port, max_file_size=MAX_FILE_SIZE
     )
 
 

@@ -10,8 +10,6 @@ Both reuse the chat's speech tokenizer, processor and decoder; the text-to-token
 
 from __future__ import annotations
 
-import io
-
 import gradio as gr
 import numpy as np
 
@@ -21,25 +19,27 @@ from modeling_speechtext.constants import SAMPLE_RATE
 MAX_TOOL_SECONDS = 30.0
 
 
+def int16_pcm(audio: np.ndarray) -> np.ndarray:
+    """Float audio -> int16 PCM for the browser (clipped; gradio would otherwise convert it with a warning)."""
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
 def spectrogram_png(features: np.ndarray, title: str) -> np.ndarray:
-    """A log-mel `[n_mels, frames]` as an RGB image (matplotlib, Agg)."""
-    import matplotlib
+    """A log-mel `[n_mels, frames]` as an RGB image. A `Figure` on the Agg canvas, not pyplot: pyplot's global
+    state is not safe across the app's worker threads."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 2.4))
+    fig = Figure(figsize=(7, 2.4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.imshow(features, origin="lower", aspect="auto", cmap="magma")
     ax.set_xlabel("frame (10 ms)")
     ax.set_ylabel("mel bin")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    import PIL.Image
-
-    return np.asarray(PIL.Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def tokenize_audio(chat, audio_path):
@@ -54,9 +54,9 @@ def tokenize_audio(chat, audio_path):
         feats = chat.processor.feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         ids = [t - chat.model.config.audio_offset for t in chat.model.encode_speech(feats["input_features"])[0]]
         heard = chat.model.transcribe_speech([ids])[0]
-    except (ValueError, RuntimeError) as err:
+        image = spectrogram_png(feats["input_features"][0].numpy(), f"{seconds:.2f} s -> {len(ids)} speech tokens")
+    except Exception as err:  # noqa: BLE001 - a message in the page, the app keeps serving
         return None, "", "", f"Could not tokenize: {err}"
-    image = spectrogram_png(feats["input_features"][0].numpy(), f"{seconds:.2f} s -> {len(ids)} speech tokens")
     rate = len(ids) / seconds if seconds else 0.0
     return image, " ".join(map(str, ids)), heard, f"{len(ids)} tokens, {rate:.1f} per second"
 
@@ -76,10 +76,9 @@ def speak_text(chat, synthesizer, text, max_chars: int):
             return None, "", "", "The text-to-token model produced no speech for this text."
         audio = chat.decoder.decode(ids, voice=chat.voice).float().cpu().numpy()
         heard = chat.model.transcribe_speech([ids])[0]
-    except (ValueError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001
         return None, "", "", f"Could not synthesize: {err}"
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-    return (chat.sampling_rate, pcm), " ".join(map(str, ids)), heard, f"{len(ids)} speech tokens, " \
+    return (chat.sampling_rate, int16_pcm(audio)), " ".join(map(str, ids)), heard, f"{len(ids)} speech tokens, " \
         f"{len(audio) / chat.sampling_rate:.2f} s"  # fmt: skip
 
 
@@ -94,7 +93,7 @@ def add_tool_tabs(chat, synthesizer, max_text_chars: int, concurrency: int) -> N
                 heard = gr.Textbox(label="what the tokenizer's ASR head reads from them")
                 status = gr.Markdown()
         gr.Button("Tokenize").click(lambda a: tokenize_audio(chat, a), [clip], [image, ids, heard, status],
-                                    api_name="tokenize", concurrency_limit=concurrency)  # fmt: skip
+                                    api_name="tokenize", concurrency_limit=concurrency, concurrency_id="model")  # fmt: skip
     with gr.Tab("text -> speech"):
         with gr.Row():
             text = gr.Textbox(label="a sentence", value="Mary went to the kitchen.", max_length=max_text_chars * 2)
@@ -105,7 +104,7 @@ def add_tool_tabs(chat, synthesizer, max_text_chars: int, concurrency: int) -> N
                 t_status = gr.Markdown()
         gr.Button("Speak").click(lambda t: speak_text(chat, synthesizer, t, max_text_chars), [text],
                                  [audio, t_ids, t_heard, t_status], api_name="speak",
-                                 concurrency_limit=concurrency)  # fmt: skip
+                                 concurrency_limit=concurrency, concurrency_id="model")  # fmt: skip
 
 
-__all__ = ["add_tool_tabs", "speak_text", "spectrogram_png", "tokenize_audio"]
+__all__ = ["add_tool_tabs", "int16_pcm", "speak_text", "spectrogram_png", "tokenize_audio"]

@@ -1,6 +1,7 @@
 """`speechtext publish --push` to the fake Hub (../shared/tools/fake_hub.py), then a fresh process loads every
 model repository with `from_pretrained` (remote code where custom) and every dataset with `load_dataset(...,
-streaming=True)`, and must get what the local run gives: called from the micro end-to-end test (it has a run)."""
+streaming=True)`, and must get what the published folders give locally (each a copy of the run's stage, or the
+chat composite built from it): called from the micro end-to-end test (it has a run)."""
 
 import json
 import os
@@ -49,10 +50,17 @@ def fingerprints(where, trust):
 
 
 def run_roundtrip(out: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT.parent / "shared" / "tools"))
-    from fake_hub import start_in_thread
+    import importlib.util
 
-    server, url = start_in_thread(0)
+    import pytest
+
+    path = ROOT.parent / "shared" / "tools" / "fake_hub.py"
+    if not path.is_file():
+        pytest.skip(f"no {path}: the publishing round trip needs the fake Hub")
+    spec = importlib.util.spec_from_file_location("fake_hub", path)  # no sys.path change in the test process
+    fake_hub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake_hub)
+    server, url = fake_hub.start_in_thread(0)
     env = {**os.environ, "HF_ENDPOINT": url, "HF_TOKEN": "hf_fake", "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
            "HF_HOME": str(tmp_path / "hf_home"), "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets")}  # fmt: skip
     try:
@@ -96,3 +104,4 @@ def run_roundtrip(out: Path, tmp_path: Path) -> None:
                           "t2t": "tester/speechtext-text-to-token"}  # fmt: skip
     finally:
         server.shutdown()
+        server.server_close()

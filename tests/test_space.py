@@ -35,7 +35,7 @@ def client():
     from t2t_fixtures import tiny_t2t
 
     app = build_app(SpeechTextChat(model, proc, tiny_decoder(), max_new_tokens=60, max_question_seconds=5),
-                    tiny_t2t(codebook_size=16, max_tokens_per_char=1.0), max_text_chars=200)  # fmt: skip
+                    tiny_t2t(codebook_size=16, max_tokens_per_char=1.0), max_text_chars=600)  # fmt: skip
     port = _free_port()
     app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -60,10 +60,13 @@ def test_spoken_question_gets_text_and_audio_and_bad_input_a_message(client, tmp
     for audio, text, expected in [(None, "", "Say or type"), (handle_file(str(bad)), "", "Could not answer"),
                                   (handle_file(str(long)), "", "max_question_seconds"),
                                   (handle_file(str(silent)), "", "could not hear"),
-                                  (None, "where is mary " * 40, "the limit is 200")]:  # fmt: skip
+                                  (handle_file(str(question)), "where is mary", "clear one of them"),
+                                  (None, "where is mary " * 50, "the limit is 600")]:  # fmt: skip
         out = client.predict(audio, text, api_name="/chat")
         assert expected.lower() in out[3].lower(), (expected, out[3])
         assert out[2] is None  # no answer audio for a refused question
+    long = client.predict(None, "where is mary " * 23, api_name="/chat")  # 300 characters: not a path
+    assert "total" in long[3], long[3]
     again = client.predict(None, "where is mary", api_name="/chat")  # still serving after the bad requests
     assert again[0][-1]["role"] == "assistant" and again[0][-1]["content"] and "total" in again[3]
 
@@ -80,4 +83,4 @@ def test_tool_tabs_tokenize_a_clip_and_speak_a_sentence(client, tmp_path):
     wave, rate = sf.read(audio)
     assert rate == 16000 and len(wave) == len(s_ids.split()) * 1280 and "speech tokens" in s_status
     assert client.predict(None, api_name="/tokenize")[3].startswith("Record or upload")
-    assert "limit is 200" in client.predict("word " * 100, api_name="/speak")[3]
+    assert "limit is 600" in client.predict("word " * 150, api_name="/speak")[3]

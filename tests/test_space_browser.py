@@ -24,6 +24,7 @@ pytestmark = [
 
 
 def test_upload_a_question_in_the_browser_and_read_the_answer(tmp_path):
+    pytest.importorskip("playwright", reason="the dev extra installs playwright")
     from app import build_app
     from playwright.sync_api import sync_playwright
 
@@ -44,7 +45,8 @@ def test_upload_a_question_in_the_browser_and_read_the_answer(tmp_path):
             page.get_by_role("button", name="Ask").click()  # nothing given yet
             page.wait_for_selector("text=Say or type a question first", timeout=30_000)
             page.locator("input[type=file]").first.set_input_files(str(question))
-            page.wait_for_timeout(1000)  # the upload lands in the component
+            page.wait_for_selector("audio, wave, .waveform-container, [data-testid='waveform-spoken question']",
+                                   timeout=30_000)  # the upload landed in the component  # fmt: skip
             page.get_by_role("button", name="Ask").click()
             page.wait_for_selector("text=first audio", timeout=60_000)
             page.screenshot(path=str(tmp_path / "answer.png"), full_page=True)

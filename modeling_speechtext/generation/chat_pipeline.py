@@ -27,6 +27,14 @@ from modeling_speechtext.generation.speech_text_chat import SpeechTextChat
 TASK = "speech-text-chat"
 
 
+def _is_file(text: str) -> bool:
+    """Whether a string input names an existing file (a long typed question is not a path: no OSError)."""
+    try:
+        return len(text) < 1024 and Path(text).is_file()
+    except OSError:
+        return False
+
+
 class SpeechTextChatPipeline(Pipeline):
     """Inputs: a string (typed question; an existing file's path is audio), a 1-D waveform at 16 kHz, a `Path`, a
     dict `{"audio": wave or path, "sampling_rate": sr}`, a `datasets` Audio row (`{"array", "sampling_rate"}`, or
@@ -51,7 +59,7 @@ class SpeechTextChatPipeline(Pipeline):
         return {}, forward, {}
 
     def preprocess(self, inputs) -> dict[str, Any]:
-        if isinstance(inputs, Path) or (isinstance(inputs, str) and Path(inputs).is_file()):
+        if isinstance(inputs, Path) or (isinstance(inputs, str) and _is_file(inputs)):
             return {"audio": str(inputs), "sampling_rate": SAMPLE_RATE}
         if isinstance(inputs, str):
             return {"text": inputs}

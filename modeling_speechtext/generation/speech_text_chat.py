@@ -19,7 +19,6 @@ import contextlib
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from modeling_speechtext.audio import AudioWarning, prepare_audio
+from modeling_speechtext.audio import prepare_audio
 from modeling_speechtext.constants import SAMPLE_RATE
 
 NOT_HEARD = "Sorry, I could not hear a question. Could you say it again?"
@@ -103,6 +102,49 @@ class _IdRouter(BaseStreamer, StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+def load_run_model(run: str | Path, dtype=None):
+    """(SpeechTextForConditionalGeneration, SpeechTextProcessor) assembled from a run's `sft` and
+    `speech_tokenizer` stages (`dtype`: None keeps the saved one). Used by the chat and by `speechtext publish`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
+    from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
+    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
+
+    run = Path(run)
+    for stage in ("sft", "speech_tokenizer"):
+        if not (run / stage / "config.json").is_file():
+            raise FileNotFoundError(f"{run / stage} holds no model: run that stage of the pipeline first")
+    kw = {"dtype": dtype} if dtype is not None else {}
+    tokenizer = AutoTokenizer.from_pretrained(run / "sft")
+    lm = AutoModelForCausalLM.from_pretrained(run / "sft", **kw)
+    st = SpeechTokenizerModel.from_pretrained(run / "speech_tokenizer", **kw)
+    fe = SpeechTokenizerFeatureExtractor.from_pretrained(run / "speech_tokenizer")
+    model = SpeechTextForConditionalGeneration.from_parts(st, lm, tokenizer)
+    return model, SpeechTextProcessor(feature_extractor=fe, tokenizer=tokenizer)
+
+
+def load_saved_model(path: str | Path, dtype=None):
+    """(model, processor) of a saved `SpeechTextForConditionalGeneration` folder or Hub id, with this package's
+    classes (no remote code runs)."""
+    from transformers import AutoTokenizer
+
+    from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
+    from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
+    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
+        SpeechTokenizerFeatureExtractor,
+    )
+
+    kw = {"dtype": dtype} if dtype is not None else {}
+    model = SpeechTextForConditionalGeneration.from_pretrained(path, **kw)
+    processor = SpeechTextProcessor(feature_extractor=SpeechTokenizerFeatureExtractor.from_pretrained(path),
+                                    tokenizer=AutoTokenizer.from_pretrained(path))  # fmt: skip
+    return model, processor
+
+
 class SpeechTextChat:
     """The speech-text model, its processor and the speech decoder, as one conversational engine.
 
@@ -119,8 +161,8 @@ class SpeechTextChat:
         speech_temperature / top_p: the speech is sampled (the text stays greedy; no top-k); `None` or 0: greedy
             speech, which at our scale repeats one token and runs to `max_new_tokens` (`logits_process_speech_text.py`).
         seed: seeds each answer's sampling (the same question gets the same answer) on a forked RNG, so the caller's
-            torch RNG is left as it was; `None` samples from torch's RNG. Two chats sampling at once in one process
-            share torch's global generator (transformers samples with it), so only one at a time is reproducible.
+            torch RNG is left as it was; concurrent seeded answers of one engine take turns in the LM (the decoder
+            still overlaps). `None` samples from torch's RNG without waiting.
     """
 
     def __init__(self, model, processor, decoder, voice=None, max_question_seconds: float = 30.0,
@@ -140,6 +182,7 @@ class SpeechTextChat:
         self.decoding = {"do_sample": False} if not speech_temperature else {
             "do_sample": True, "temperature": speech_temperature, "top_p": top_p, "top_k": 0}  # fmt: skip
         self.seed = seed
+        self._rng_lock = threading.Lock()
         self._budget(max_new_tokens)  # raises when max_new_tokens leaves no room
 
     def _budget(self, max_new_tokens: int) -> int:
@@ -162,36 +205,23 @@ class SpeechTextChat:
         `SpeechTextForConditionalGeneration` + processor (folder or Hub id) with `decoder` (folder or Hub id).
         This package's own classes load them (no remote code runs). Loaded in float32: bf16 training leaves
         nothing behind that inference should inherit."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch
 
         from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
-        from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
-        from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
-        from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
-            SpeechTokenizerFeatureExtractor,
-        )
-        from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
 
         run = Path(path)
-        f32 = {"dtype": torch.float32}
         if (run / "sft").is_dir() and (run / "speech_tokenizer").is_dir():
-            for stage in ("sft", "speech_tokenizer") + (() if decoder else ("speech_decoder",)):
-                if not (run / stage / "config.json").is_file():
-                    raise FileNotFoundError(f"{run / stage} holds no model: run that stage of the pipeline first")
-            tokenizer = AutoTokenizer.from_pretrained(run / "sft")
-            lm = AutoModelForCausalLM.from_pretrained(run / "sft", **f32)
-            st = SpeechTokenizerModel.from_pretrained(run / "speech_tokenizer", **f32)
-            fe = SpeechTokenizerFeatureExtractor.from_pretrained(run / "speech_tokenizer")
-            model = SpeechTextForConditionalGeneration.from_parts(st, lm, tokenizer)
+            if not decoder and not (run / "speech_decoder" / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{run / 'speech_decoder'} holds no model: run that stage of the pipeline first"
+                )
+            model, processor = load_run_model(run, torch.float32)
             decoder = decoder or run / "speech_decoder"
         else:
             if decoder is None:
                 raise ValueError(f"{path} is not a pipeline run folder: pass decoder= (a speech decoder folder or id)")
-            model = SpeechTextForConditionalGeneration.from_pretrained(path, **f32)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            fe = SpeechTokenizerFeatureExtractor.from_pretrained(path)
-        processor = SpeechTextProcessor(feature_extractor=fe, tokenizer=tokenizer)
-        dec = SpeechDecoderModel.from_pretrained(decoder, **f32)
+            model, processor = load_saved_model(path, torch.float32)
+        dec = SpeechDecoderModel.from_pretrained(decoder, dtype=torch.float32)
         return cls(model, processor, dec, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ input
@@ -210,12 +240,11 @@ class SpeechTextChat:
             return {"role": "user", "content": str(text).strip()}, None
         from modeling_speechtext.audio import load_audio
 
-        with warnings.catch_warnings():  # near-silence is answered below, not warned about
-            warnings.simplefilter("ignore", AudioWarning)
-            if isinstance(audio, (str, Path)):
-                wave = load_audio(str(audio), SAMPLE_RATE)
-            else:
-                wave = prepare_audio(audio, sampling_rate, SAMPLE_RATE, source="question audio")
+        # (near-silence may warn: `warnings.catch_warnings` is process-global and not safe across the app's threads)
+        if isinstance(audio, (str, Path)):
+            wave = load_audio(str(audio), SAMPLE_RATE)
+        else:
+            wave = prepare_audio(audio, sampling_rate, SAMPLE_RATE, source="question audio")
         seconds = wave.shape[-1] / SAMPLE_RATE
         if seconds > self.max_question_seconds:
             raise ValueError(f"the spoken question lasts {seconds:.1f} s, more than max_question_seconds="
@@ -280,7 +309,9 @@ class SpeechTextChat:
         if self.seed is None:
             yield
             return
-        with torch.random.fork_rng(devices=[]):
+        # torch's generator is process-global and transformers samples with it: concurrent seeded answers (the
+        # Space serves two at a time) take turns, or their draws would interleave and neither would be reproducible
+        with self._rng_lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             yield
 

@@ -21,11 +21,14 @@ of the `modeling_speechtext` package (the app's engine), and `space.json` naming
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modeling_speechtext.hub.upload import DEFAULT_IGNORE
+
+logger = logging.getLogger(__name__)
 
 MODEL_STAGES = {
     "speech_tokenizer": "speech-tokenizer",
@@ -56,24 +59,9 @@ def _copy_stage(src: Path, dst: Path) -> None:
 
 def _chat_folder(run: Path, dst: Path, namespace: str) -> None:
     """The composite chat model + processor, with a card on how to load and talk to it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from modeling_speechtext.generation.speech_text_chat import load_run_model
 
-    from modeling_speechtext.models.speech_text.modeling_speech_text import SpeechTextForConditionalGeneration
-    from modeling_speechtext.models.speech_text.processing_speech_text import SpeechTextProcessor
-    from modeling_speechtext.models.speech_tokenizer.feature_extraction_speech_tokenizer import (
-        SpeechTokenizerFeatureExtractor,
-    )
-    from modeling_speechtext.models.speech_tokenizer.modeling_speech_tokenizer import SpeechTokenizerModel
-
-    tokenizer = AutoTokenizer.from_pretrained(run / "sft")
-    lm = AutoModelForCausalLM.from_pretrained(run / "sft", dtype=torch.float32)
-    st = SpeechTokenizerModel.from_pretrained(run / "speech_tokenizer", dtype=torch.float32)
-    model = SpeechTextForConditionalGeneration.from_parts(st, lm, tokenizer)
-    processor = SpeechTextProcessor(
-        feature_extractor=SpeechTokenizerFeatureExtractor.from_pretrained(run / "speech_tokenizer"),
-        tokenizer=tokenizer,
-    )
+    model, processor = load_run_model(run)  # the stages' own dtype (no float32 copy of a 9B model)
     if dst.exists():
         shutil.rmtree(dst)
     model.save_pretrained(dst)
@@ -137,8 +125,6 @@ tokenizer at 12.5 Hz: one row per utterance with its text and `speech_ids`. Rows
 def _space_folder(dst: Path, namespace: str, have_t2t: bool) -> None:
     """The Space: the app files, the package it runs on, and which repos to load (`space.json`)."""
     root = Path(__file__).resolve().parents[2]
-    if not (root / "spaces" / "app.py").is_file():
-        raise FileNotFoundError(f"{root / 'spaces'}: the Space's files are not beside this package")
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(root / "spaces", dst, ignore=shutil.ignore_patterns("__pycache__"))
@@ -180,7 +166,10 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
     if not repos:
         raise FileNotFoundError(f"{run}: no finished stage to publish (run the pipeline first)")
     names = {r.repo_id.split("speechtext-", 1)[1] for r in repos}
-    if {"chat", "speech-decoder"} <= names:
+    spaces = Path(__file__).resolve().parents[2] / "spaces"
+    if {"chat", "speech-decoder"} <= names and not (spaces / "app.py").is_file():
+        logger.warning("publish: %s not found (an installed package, not a checkout): no Space repo", spaces)
+    elif {"chat", "speech-decoder"} <= names:
         _space_folder(out / "space", namespace, "text-to-token" in names)
         repos.append(PreparedRepo(f"{namespace}/speechtext-chat", "space", str(out / "space"), "spaces/"))
     (out / "publish.json").write_text(json.dumps([asdict(r) for r in repos], indent=2) + "\n")
@@ -188,13 +177,15 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
 
 
 def push(repos: list[PreparedRepo], private: bool = False, token: str | None = None) -> dict[str, str]:
-    """Upload every prepared folder; returns repo id -> commit URL."""
+    """Upload every prepared folder; returns "type:repo id" -> commit URL (a model and a Space share a name)."""
     from tqdm.auto import tqdm
 
     from modeling_speechtext.hub.upload import upload_folder_to_hub
 
     return {
-        r.repo_id: upload_folder_to_hub(r.folder, r.repo_id, repo_type=r.repo_type, private=private, token=token)
+        f"{r.repo_type}:{r.repo_id}": upload_folder_to_hub(
+            r.folder, r.repo_id, repo_type=r.repo_type, private=private, token=token
+        )
         for r in tqdm(repos, desc="uploading")
     }
 
