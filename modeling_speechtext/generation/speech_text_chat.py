@@ -28,7 +28,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from modeling_speechtext.audio import prepare_audio
+from modeling_speechtext.audio import load_audio, prepare_audio
 from modeling_speechtext.constants import SAMPLE_RATE
 
 NOT_HEARD = "Sorry, I could not hear a question. Could you say it again?"
@@ -67,7 +67,8 @@ def envelope_spread(wave: np.ndarray, frame: int = SAMPLE_RATE // 50) -> float:
 
 
 class _IdRouter(BaseStreamer, StoppingCriteria):
-    """A `generate` streamer that routes each new id: text -> the event queue, speech -> the decoder's queue; and
+    """A `generate` streamer that hands each new id to the caller's event queue and each speech id also to the
+    decoder's queue (the decoder must not wait for the caller's thread); and
     the stopping criterion that ends generation once the caller has gone (closed or abandoned the stream).
 
     Written here rather than using `TextIteratorStreamer`: that one decodes everything to text, and the speech
@@ -84,11 +85,9 @@ class _IdRouter(BaseStreamer, StoppingCriteria):
             self.prompt_seen = True
             return
         for t in value.reshape(-1).tolist():
-            if self.layout.is_text(t):
-                self.events.put(("text_id", t))
-            elif self.layout.is_speech(t) and self.speech is not None:
+            if self.layout.is_speech(t) and self.speech is not None:
                 self.speech.put(t - self.layout.audio_offset)
-            self.events.put(("turn_id", t))
+            self.events.put(("id", t))  # the caller's thread keeps the turn and shows its text
 
     def end(self):
         if self.ended:  # generate's own end() and the error path may both call it
@@ -205,8 +204,6 @@ class SpeechTextChat:
         `SpeechTextForConditionalGeneration` + processor (folder or Hub id) with `decoder` (folder or Hub id).
         This package's own classes load them (no remote code runs). Loaded in float32: bf16 training leaves
         nothing behind that inference should inherit."""
-        import torch
-
         from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
 
         run = Path(path)
@@ -238,8 +235,6 @@ class SpeechTextChat:
             if control:  # they would be read as role, speech or layout markers, not as the user's words
                 raise ValueError(f"the text question holds control tokens {control[:3]}: type words only")
             return {"role": "user", "content": str(text).strip()}, None
-        from modeling_speechtext.audio import load_audio
-
         # (near-silence may warn: `warnings.catch_warnings` is process-global and not safe across the app's threads)
         if isinstance(audio, (str, Path)):
             wave = load_audio(str(audio), SAMPLE_RATE)
@@ -384,9 +379,10 @@ class SpeechTextChat:
                         if len(now) > len(shown):  # flush what waited for the rest of a character
                             yield ChatEvent("text", now[len(shown) :], sampling_rate=self.sampling_rate)
                             shown = now
-                elif kind == "turn_id":
+                elif kind == "id":
                     turn.append(value)
-                elif kind == "text_id":
+                    if not layout.is_text(value):
+                        continue
                     text_ids.append(value)
                     now = tok.decode(text_ids, skip_special_tokens=True)
                     if now.endswith("\ufffd") or len(now) <= len(shown):  # half a character: wait for the rest
