@@ -71,13 +71,7 @@ class SpeechTextProcessor(ProcessorMixin):
         holes = sum(t.count(PLACEHOLDER) for t in text)
         if holes != len(audio):
             raise ValueError(f"{len(audio)} audio clips for {holes} {PLACEHOLDER} placeholders in the prompts")
-        tok = self.tokenizer
-        side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            enc = tok(text, add_special_tokens=False, padding=True, return_tensors="pt")
-        finally:
-            tok.padding_side = side
+        enc = self.tokenizer(text, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
         data = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if audio:
             data.update(self._features(audio, sampling_rate))
