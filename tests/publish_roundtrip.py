@@ -84,7 +84,11 @@ def run_roundtrip(out: Path, tmp_path: Path) -> None:
         script = FINGERPRINTS + (
             "\nfrom huggingface_hub import HfApi\n"
             "space = HfApi().list_repo_files('tester/speechtext-chat', repo_type='space')\n"
-            "print(json.dumps({'fp': fingerprints(lambda n, k: 'tester/speechtext-' + n, True), 'space': space}))\n"
+            "from huggingface_hub import ModelCard, SpaceCard\n"
+            "cards = {n: ModelCard.load('tester/speechtext-' + n).data.base_model for n in ('lm', 'chat-lm', 'chat')}\n"
+            "cards['space'] = SpaceCard.load('tester/speechtext-chat', repo_type='space').data.models\n"
+            "print(json.dumps({'fp': fingerprints(lambda n, k: 'tester/speechtext-' + n, True), 'space': space,\n"
+            "                  'cards': cards}))\n"
         )
         from remote_code import run_without_package
 
@@ -99,6 +103,11 @@ def run_roundtrip(out: Path, tmp_path: Path) -> None:
         # the Space: the app, its engine (the package) and which model repos it loads
         assert {"app.py", "tools_tabs.py", "README.md", "requirements.txt", "space.json",
                 "modeling_speechtext/generation/speech_text_chat.py"} <= space, sorted(space)[:20]  # fmt: skip
+        # the Hub's model tree: each card names the repo it was trained from, the Space the models it runs
+        assert result["cards"] == {"lm": "tester/speechtext-base-lm", "chat-lm": "tester/speechtext-lm",
+                                   "chat": ["tester/speechtext-chat-lm", "tester/speechtext-speech-tokenizer"],
+                                   "space": ["tester/speechtext-chat", "tester/speechtext-speech-decoder",
+                                             "tester/speechtext-text-to-token"]}  # fmt: skip
         config = json.loads((tmp_path / "publish" / "space" / "space.json").read_text())
         assert config == {"model": "tester/speechtext-chat", "decoder": "tester/speechtext-speech-decoder",
                           "t2t": "tester/speechtext-text-to-token"}  # fmt: skip

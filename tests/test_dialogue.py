@@ -176,3 +176,76 @@ def test_data_speech_text_wer_is_the_judge_on_the_datas_own_answer_speech():
     heard = {(1, 2, 3): "mary is in the kitchen"}
     assert data_speech_text_wer(dialogues, lambda ids: [heard[tuple(i)] for i in ids]) == 0.0
     assert data_speech_text_wer(dialogues, lambda ids: ["mary is the hallway" for _ in ids]) == 0.4
+
+
+def test_open_qa_answers_in_a_full_sentence_and_keeps_splits_and_sayable_answers_apart():
+    from dataset_builders.dialogue.open_qa import load_open_qa, open_answer_sentence
+    from modeling_speechtext.paths import shared_data_dir
+
+    assert open_answer_sentence("What is the supreme law of the land?", "the Constitution") == (
+        "The supreme law of the land is the Constitution.")  # fmt: skip
+    assert open_answer_sentence("who plays ken barlow in coronation street?", "Tony Warren") == (
+        "Tony Warren plays ken barlow in coronation street.")  # fmt: skip
+    assert open_answer_sentence("Name one state that borders Mexico.", "Texas") == "One state that borders Mexico is Texas."
+    assert open_answer_sentence("Where is the Statue of Liberty?", "New York Harbor") == "The answer is New York Harbor."
+    root = shared_data_dir()
+    if root is None or not (root / "qa" / "uscis_civics").is_dir():
+        pytest.skip("no offline QA data (../shared/data/qa)")
+    civics = load_open_qa(root / "qa", "uscis_civics", seed=0)
+    ids = {s: {r["id"] for r in rows} for s, rows in civics.items()}
+    assert not ids["train"] & ids["validation"] and 80 <= len(ids["train"]) and 5 <= len(ids["validation"])
+    assert civics == load_open_qa(root / "qa", "uscis_civics", seed=0)  # the split is a function of the id
+    said = {r["id"]: r["answer_text"] for rows in civics.values() for r in rows}
+    assert "civics-23" not in said  # "Name your U.S. Representative." -> "varies by district": nothing to say
+    two = next(r for rows in civics.values() for r in rows if r["question"].startswith("What are two rights of"))
+    assert " and " in two["answer_text"] and "(" not in said.get("civics-67", "")  # two said; optional words kept
+    web = load_open_qa(root / "qa", "webquestions")
+    assert len(web["train"]) > 2000 and len(web["validation"]) > 500
+    assert not any("http" in a for rows in web.values() for r in rows for a in r["answers"])  # URLs left out
+    with pytest.raises(ValueError, match="unknown open QA source"):
+        load_open_qa(root / "qa", "trivia")
+
+
+def test_dialogue_config_takes_open_qa_alone_and_refuses_bad_sources():
+    cfg = DialogueConfig.from_dict({"tasks": [], "dialogues": {}, "open_qa": {"webquestions": {"train": 5}}})
+    assert cfg.open_qa == {"webquestions": {"train": 5}}
+    with pytest.raises(ValueError, match="unknown open_qa source"):
+        DialogueConfig.from_dict({"open_qa": {"trivia": {"train": 5}}})
+    with pytest.raises(ValueError, match="train >= 1"):
+        DialogueConfig.from_dict({"tasks": [], "open_qa": {"webquestions": {"validation": 5}}})
+    with pytest.raises(ValueError, match="counts >= 0"):
+        DialogueConfig.from_dict({"open_qa": {"webquestions": {"train": -1}}})
+
+
+@pytest.mark.tts
+def test_open_qa_dialogues_build_with_speech_on_both_sides(tmp_path):
+    """An open-vocabulary build (no bAbI): spoken civics questions, answers as text + speech tokens, one split each."""
+    from datasets import load_dataset
+    from speech_text_fixtures import chat_parts
+    from t2t_fixtures import tiny_t2t
+
+    from dataset_builders.dialogue.build import build_dialogues
+    from modeling_speechtext.paths import shared_data_dir
+
+    if shared_data_dir() is None or not (shared_data_dir() / "qa" / "uscis_civics").is_dir():
+        pytest.skip("no offline QA data (../shared/data/qa)")
+    st, _, _, fe = chat_parts()
+    st.save_pretrained(tmp_path / "st")
+    fe.save_pretrained(tmp_path / "st")
+    # a random synthesizer stops at its end token at random: a generous budget keeps runaways rare
+    tiny_t2t(codebook_size=16, max_tokens_per_char=4.0).save_pretrained(tmp_path / "t2t")
+    cfg = DialogueConfig(tasks=[], dialogues={}, open_qa={"uscis_civics": {"train": 4, "validation": 2}},
+                         text_user_fraction=0.0, num_proc=1, seed=3)  # fmt: skip
+    stats = build_dialogues(None, tmp_path / "out", cfg, ["espeak:en-us+m1"], tmp_path / "st", tmp_path / "t2t")
+    assert stats["open_qa_planned"] == {"uscis_civics": {"train": 4, "validation": 2}}
+    data = load_dataset(str(tmp_path / "out"))
+    rows = [r for split in data.values() for r in split]
+    assert len(rows) == 6 - stats["dialogues_dropped"] - stats["dialogues_dropped_runaway_answer"] and rows
+    assert stats["dialogues_by_source"] == {"uscis_civics": {s: len(d) for s, d in data.items()}}
+    for r in rows:
+        (turn,) = r["turns"]
+        assert r["source"] == "uscis_civics" and r["task"] == 0 and r["user_modality"] == "speech"
+        assert turn["user_speech"] and turn["assistant_speech"] and max(turn["assistant_speech"]) < 16
+        assert turn["assistant_text"].endswith(".") and turn["answer"].rstrip(".") in turn["assistant_text"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "uscis_civics" in card and "bAbI stories told" not in card

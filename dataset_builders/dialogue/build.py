@@ -1,4 +1,5 @@
-"""Spoken bAbI dialogues: plan them from stories, speak the user turns, tokenize, give the assistant speech.
+"""Spoken dialogues: plan them (bAbI stories; open QA, `open_qa.py`), speak the user turns, tokenize, give the
+assistant speech.
 
 Output folder:
   data/<split>-00000-of-00001.parquet   one row per dialogue (the neutral form of modeling_speechtext/data/dialogue.py)
@@ -25,6 +26,7 @@ import numpy as np
 from ..speech_corpus.resume import SHARD_FOLDER, write_json_atomic
 from ..spoken_qa.build import _audio_name, story_id, synthesize
 from .config import DialogueConfig
+from .open_qa import load_open_qa, plan_open_dialogues
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,34 @@ def plan_dialogues(rows: list[dict], n: int, cfg: DialogueConfig, voices: list[s
             told = len(story)
             turns.append({"user_sentences": sentences, "user_text": "\n".join(sentences), "answer": q["answer"].strip(),
                           "assistant_text": answer_sentence(q["question"], q["answer"])})  # fmt: skip
-        out.append({"id": sid, "task": int(questions[0]["task"]), "voice": voices[int(rng.integers(len(voices)))],
+        out.append({"id": sid, "task": int(questions[0]["task"]), "source": "babi",
+                    "voice": voices[int(rng.integers(len(voices)))],
                     "user_modality": "text" if rng.random() < cfg.text_user_fraction else "speech", "turns": turns})  # fmt: skip
     return out
+
+
+def plan_open_qa(dialogues: dict[str, list[dict]], cfg: DialogueConfig, voices: list[str]) -> dict[str, dict]:
+    """Append the config's open-vocabulary one-turn exchanges to `dialogues` (per split); returns the counts
+    planned per source and split (fewer than asked where a source has fewer usable questions)."""
+    from modeling_speechtext.paths import resolve_data_path
+
+    planned: dict[str, dict] = {}
+    if not cfg.open_qa:
+        return planned
+    root = resolve_data_path(cfg.open_qa_dir)
+    for i, (source, counts) in enumerate(sorted(cfg.open_qa.items())):
+        rows = load_open_qa(root, source, cfg.seed, cfg.open_qa_validation_fraction)
+        planned[source] = {}
+        for j, (split, n) in enumerate(sorted(counts.items())):
+            if not n:
+                continue
+            rng = np.random.default_rng([cfg.seed, 23, i, j])
+            plan = plan_open_dialogues(rows[split], int(n), voices, rng, cfg.text_user_fraction)
+            if not plan:
+                raise ValueError(f"dialogue: open QA source {source!r} has no usable {split} question")
+            dialogues.setdefault(split, []).extend(plan)
+            planned[source][split] = len(plan)
+    return planned
 
 
 def speak_user_turns(dialogues: dict[str, list[dict]], output_dir: Path, cfg: DialogueConfig, speech_tokenizer):
@@ -144,11 +171,12 @@ def speak_assistant_turns(dialogues: dict[str, list[dict]], text_to_token, batch
 
 FEATURES_DOC = """| column | type | what |
 |---|---|---|
-| `id` | string | the bAbI story |
-| `task` | int32 | bAbI task |
+| `id` | string | the bAbI story, or the open QA question's id |
+| `task` | int32 | bAbI task (0 for open QA) |
+| `source` | string | `babi`, `uscis_civics` or `webquestions` |
 | `voice` | string | the user's TTS voice |
 | `user_modality` | string | `speech` or `text` |
-| `turns` | list | `user_text`, `user_speech` (speech tokenizer ids), `answer` (bAbI's word), `assistant_text` (full sentence), `assistant_speech` (text-to-token ids) |
+| `turns` | list | `user_text`, `user_speech` (speech tokenizer ids), `answer` (bAbI's word, or the QA answer said), `assistant_text` (full sentence), `assistant_speech` (text-to-token ids) |
 """
 
 
@@ -157,22 +185,30 @@ def dialogue_card(stats: dict[str, Any], folder: Path):
 
     from modeling_speechtext.hub.dataset_cards import parquet_dataset_info
 
+    sources = stats["dialogues_by_source"]
     data = DatasetCardData(
         dataset_info=parquet_dataset_info(folder, stats["dialogues"]),
-        language=["en"], license="other", tags=["speechtext", "spoken-dialogue", "speech-tokens", "babi"],
+        language=["en"], license="other", tags=["speechtext", "spoken-dialogue", "speech-tokens", *sorted(sources)],
         task_categories=["text-generation"],
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in stats["dialogues"]]}],
     )  # fmt: skip
-    body = f"""# speechtext spoken dialogues (bAbI)
+    kinds = []
+    if "babi" in sources:
+        kinds.append("bAbI stories told and asked about: a turn tells the story sentences since the last question and "
+                     "asks the next one, so later answers need earlier turns")  # fmt: skip
+    if set(sources) - {"babi"}:
+        kinds.append("one-turn open-vocabulary questions (" + ", ".join(sorted(set(sources) - {"babi"})) + ") answered "
+                     "in a sentence made from the question and its answer (`dataset_builders/dialogue/open_qa.py`)")  # fmt: skip
+    body = f"""# speechtext spoken dialogues
 
-User turns: bAbI stories and questions spoken by offline TTS voices ({len(stats["voices"])} voices, none of the
-held-out ones) and encoded by the speech tokenizer, or text for {stats["text_user_share"]:.0%} of the dialogues.
-Assistant turns: a short full sentence as text and as speech tokens of the text-to-token model. A turn tells the
-story sentences since the last question and asks the next one, so later answers need earlier turns. Train on it
-with `recipes/sft_dialogue.py` (streaming thoughts: `modeling_speechtext/data/dialogue.py`).
+User turns: spoken by offline TTS voices ({len(stats["voices"])} voices, none of the held-out ones) and encoded by
+the speech tokenizer, or text for {stats["text_user_share"]:.0%} of the dialogues. Assistant turns: a short full
+sentence as text and as speech tokens of the text-to-token model. Dialogues: {"; ".join(kinds)}. Train on it with
+`recipes/sft_dialogue.py` (streaming thoughts: `modeling_speechtext/data/dialogue.py`).
 
-Dialogues per split: {json.dumps(stats["dialogues"])}; turns per dialogue (mean): {stats["turns_mean"]}.
+Dialogues per split: {json.dumps(stats["dialogues"])}; by source: {json.dumps(sources)}; turns per dialogue (mean):
+{stats["turns_mean"]}.
 
 {FEATURES_DOC}"""
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
@@ -180,7 +216,8 @@ Dialogues per split: {json.dumps(stats["dialogues"])}; turns per dialogue (mean)
 
 def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: list[str], speech_tokenizer,
                     text_to_token) -> dict[str, Any]:  # fmt: skip
-    """`qa`: DatasetDict with `train` (+ `validation`) bAbI question rows. Returns the stats written."""
+    """`qa`: DatasetDict with `train` (+ `validation`) bAbI question rows (None when `cfg.tasks` is empty: open QA
+    only). Returns the stats written."""
     from datasets import Dataset, Features, List, Value
 
     start = time.perf_counter()
@@ -188,19 +225,20 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
     output_dir.mkdir(parents=True, exist_ok=True)
     if not voices:
         raise ValueError("dialogue: no user voices")
-    dialogues = {}
-    for k, (split, n) in enumerate(sorted(cfg.dialogues.items())):
-        if n and split not in qa:
+    dialogues: dict[str, list[dict]] = {}
+    for k, (split, n) in enumerate(sorted(cfg.dialogues.items()) if cfg.tasks else []):
+        if n and (qa is None or split not in qa):
             raise ValueError(f"dialogue: {n} {split} dialogues asked for, but the QA data has no {split} split")
         if n:
             dialogues[split] = plan_dialogues(list(qa[split]), int(n), cfg, voices, salt=k)
             if not dialogues[split]:
                 raise ValueError(f"dialogue: no bAbI story of tasks {cfg.tasks} in the {split} QA rows")
+    open_counts = plan_open_qa(dialogues, cfg, voices)
     user = speak_user_turns(dialogues, output_dir, cfg, speech_tokenizer)
     assistant = speak_assistant_turns(dialogues, text_to_token, cfg.batch_size)
     turn = {"user_text": Value("string"), "user_speech": List(Value("int32")), "answer": Value("string"),
             "assistant_text": Value("string"), "assistant_speech": List(Value("int32"))}  # fmt: skip
-    features = Features({"id": Value("string"), "task": Value("int32"), "voice": Value("string"),
+    features = Features({"id": Value("string"), "task": Value("int32"), "source": Value("string"), "voice": Value("string"),
                          "user_modality": Value("string"), "turns": List(turn)})  # fmt: skip
     data_dir = output_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -214,7 +252,10 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
     if empty:
         raise RuntimeError(f"dialogue: no dialogue left in split(s) {empty} after synthesis (see the dropped counts)")
     everything = [d for rows in dialogues.values() for d in rows]
+    sources = sorted({d["source"] for d in everything})
     stats = {"dialogues": {s: len(r) for s, r in dialogues.items()}, "voices": voices, "tasks": list(cfg.tasks),
+             "dialogues_by_source": {src: {s: sum(d["source"] == src for d in r) for s, r in dialogues.items()}
+                                     for src in sources}, "open_qa_planned": open_counts,
              "turns_mean": round(float(np.mean([len(d["turns"]) for d in everything])), 2),
              "text_user_share": round(sum(d["user_modality"] == "text" for d in everything) / len(everything), 3),
              **user, **assistant, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
@@ -226,4 +267,5 @@ def build_dialogues(qa, output_dir: str | Path, cfg: DialogueConfig, voices: lis
     return stats
 
 
-__all__ = ["answer_sentence", "build_dialogues", "plan_dialogues", "speak_assistant_turns", "speak_user_turns"]
+__all__ = ["answer_sentence", "build_dialogues", "plan_dialogues", "plan_open_qa", "speak_assistant_turns",
+           "speak_user_turns"]

@@ -18,12 +18,21 @@ class DialogueConfig:
     stories stay the `spoken_qa` stage's). The user tells the story and asks; each turn brings the sentences told
     since the last question and the next question, so a later answer needs the earlier turns. The assistant
     answers in a short full sentence ("Mary is in the kitchen."), as text and as speech tokens from the
-    text-to-token model (the speech decoder's voice).
+    text-to-token model (the speech decoder's voice). `open_qa` adds one-turn open-vocabulary exchanges (civics,
+    WebQuestions: `open_qa.py`) for the open-vocabulary presets.
     """
 
     tasks: list[int] = field(default_factory=lambda: [1, 6, 11])
+    """bAbI tasks of the story dialogues; [] for none (an open-vocabulary preset with `open_qa` only)."""
     dialogues: dict[str, int] = field(default_factory=lambda: {"train": 600, "validation": 40})
-    """Dialogues per split (at most one per story)."""
+    """bAbI dialogues per split (at most one per story)."""
+    open_qa: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Open-vocabulary one-turn exchanges (`open_qa.py`): source (`uscis_civics`, `webquestions`) -> dialogues per
+    split, e.g. `{webquestions: {train: 3000, validation: 100}}` (at most what the source has)."""
+    open_qa_dir: str = "qa"
+    """Where the open QA sources are: relative to the offline data root (`../shared/data`) or absolute."""
+    open_qa_validation_fraction: float = 0.1
+    """Civics has no splits: this share of its questions (seeded hash of the id) is validation."""
     max_turns: int = 3
     """Questions per dialogue: 1..max_turns, drawn uniformly (bAbI asks ~5 about a story)."""
     single_turn_fraction: float = 0.5
@@ -52,12 +61,26 @@ class DialogueConfig:
         return config_from_dict(cls, config, "dialogue")
 
     def validate(self) -> None:
-        if not self.tasks or any(not 1 <= int(t) <= 20 for t in self.tasks):
+        from .open_qa import OPEN_QA_SOURCES
+
+        if any(not 1 <= int(t) <= 20 for t in self.tasks):
             raise ValueError(f"dialogue config: tasks must be bAbI task numbers 1-20, got {self.tasks}")
-        unknown = set(self.dialogues) - {"train", "validation"}
-        if unknown or int(self.dialogues.get("train", 0)) < 1 or int(self.dialogues.get("validation", 0)) < 0:
-            raise ValueError(f"dialogue config: dialogues needs train >= 1 (and optionally validation), got "
-                             f"{self.dialogues}")  # fmt: skip
+        counts = {"bAbI": self.dialogues} | {f"open_qa.{k}": v for k, v in self.open_qa.items()}
+        for what, split_counts in counts.items():
+            if not isinstance(split_counts, Mapping) or set(split_counts) - {"train", "validation"} or any(
+                int(v) < 0 for v in split_counts.values()
+            ):
+                raise ValueError(f"dialogue config: {what} dialogues must map train/validation to counts >= 0, got "
+                                 f"{split_counts}")  # fmt: skip
+        unknown = set(self.open_qa) - set(OPEN_QA_SOURCES)
+        if unknown:
+            raise ValueError(f"dialogue config: unknown open_qa source(s) {sorted(unknown)}; known: {OPEN_QA_SOURCES}")
+        babi_train = int(self.dialogues.get("train", 0)) if self.tasks else 0
+        if babi_train + sum(int(v.get("train", 0)) for v in self.open_qa.values()) < 1:
+            raise ValueError(f"dialogue config: dialogues needs train >= 1 (bAbI with tasks, or open_qa), got "
+                             f"{self.dialogues} with tasks {self.tasks} and open_qa {self.open_qa}")  # fmt: skip
+        if not 0.0 <= float(self.open_qa_validation_fraction) < 1.0:
+            raise ValueError("dialogue config: open_qa_validation_fraction must be in [0, 1)")
         for name in ("max_turns", "max_voices", "num_proc", "shard_size", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"dialogue config: {name} must be >= 1, got {getattr(self, name)}")

@@ -1,4 +1,4 @@
-"""The pipeline's `dialogue` stage: spoken bAbI dialogues for the SFT stage (see build.py)."""
+"""The pipeline's `dialogue` stage: spoken dialogues (bAbI, open QA) for the SFT stage (see build.py)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,17 @@ def run_stage(config: dict, output_dir: Path, run_dir: Path) -> dict:
 
     output_dir, run_dir = Path(output_dir), Path(run_dir)
     cfg = DialogueConfig.from_dict(config)
-    qa_path = Path(cfg.qa_path) if cfg.qa_path else run_dir / "text_corpus" / "qa"
-    if not qa_path.is_dir():
-        raise FileNotFoundError(f"dialogue: no bAbI QA rows at {qa_path} (the tiny-world text corpus writes them)")
-    stats = build_dialogues(load_from_disk(str(qa_path)), output_dir, cfg, default_voices(cfg, run_dir),
+    qa = None
+    if cfg.tasks and any(int(n) for n in cfg.dialogues.values()):
+        qa_path = Path(cfg.qa_path) if cfg.qa_path else run_dir / "text_corpus" / "qa"
+        if not qa_path.is_dir():
+            raise FileNotFoundError(f"dialogue: no bAbI QA rows at {qa_path} (the tiny-world text corpus writes "
+                                    "them; an open-vocabulary preset sets `tasks: []` and `open_qa`)")  # fmt: skip
+        qa = load_from_disk(str(qa_path))
+    stats = build_dialogues(qa, output_dir, cfg, default_voices(cfg, run_dir),
                             cfg.speech_tokenizer or run_dir / "speech_tokenizer",
                             cfg.text_to_token or run_dir / "text_to_token")  # fmt: skip
-    keys = ("dialogues", "turns_mean", "user_utterances", "user_audio_seconds", "dialogues_dropped",
+    keys = ("dialogues", "dialogues_by_source", "turns_mean", "user_utterances", "user_audio_seconds", "dialogues_dropped",
             "answer_sentences", "answer_runaways", "seconds")  # fmt: skip
     return {k: stats[k] for k in keys}
 

@@ -5,7 +5,10 @@ listing them; `push(repos)` uploads each with `upload_folder_to_hub` (one commit
 skips files whose content the Hub already has, so re-running after a crash uploads only what is missing).
 
 Models (the stage folders as the recipes wrote them: safetensors, configs with `auto_map` and code files where the
-model is custom, tokenizer files, generation config, the card with the run's numbers), minus resumable state:
+model is custom, tokenizer files, generation config, the card with the run's numbers), minus resumable state, as
+hard links to the run's files where the file system allows (no second copy of the weights on disk). Every card is
+then rewritten (replaced, never written through a link) with the repo ids and links to the other repos
+(`card_links.py`: `base_model` / `datasets` metadata, a section listing every repo):
 
     speechtext-speech-tokenizer, -speech-decoder, -text-to-token, -base-lm, -lm (pretrain), -chat-lm (sft)
     speechtext-chat: SpeechTextForConditionalGeneration (speech tokenizer + chat LM) + SpeechTextProcessor
@@ -22,10 +25,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from modeling_speechtext.hub.card_links import link_card
 from modeling_speechtext.hub.upload import DEFAULT_IGNORE
 
 logger = logging.getLogger(__name__)
@@ -49,12 +54,26 @@ class PreparedRepo:
     source: str  # the run's stage folder it was made from
 
 
+def _short_name(repo: PreparedRepo) -> str:
+    """The key of `card_links.ROLES` ("lm", "dialogue", ...), or "space"."""
+    return "space" if repo.repo_type == "space" else repo.repo_id.split("speechtext-", 1)[1]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows it (a 9B model's weights are not written twice), else a copy.
+    Whatever publishing rewrites afterwards (the cards) is replaced, never written through the link."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another device, or a file system without hard links
+        shutil.copy2(src, dst)
+
+
 def _copy_stage(src: Path, dst: Path) -> None:
     """The stage folder without resumable state or half-written files (the patterns uploads ignore)."""
     if dst.exists():
         shutil.rmtree(dst)
     patterns = [p.split("/")[0] for p in DEFAULT_IGNORE]
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*patterns, "adapter"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*patterns, "adapter"), copy_function=_link_or_copy)
 
 
 def _chat_folder(run: Path, dst: Path, namespace: str) -> None:
@@ -172,6 +191,9 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
     elif {"chat", "speech-decoder"} <= names:
         _space_folder(out / "space", namespace, "text-to-token" in names)
         repos.append(PreparedRepo(f"{namespace}/speechtext-chat", "space", str(out / "space"), "spaces/"))
+    published = {_short_name(r): r.repo_type for r in repos}
+    for r in repos:
+        link_card(r.folder, _short_name(r), namespace, published)
     (out / "publish.json").write_text(json.dumps([asdict(r) for r in repos], indent=2) + "\n")
     return repos
 
