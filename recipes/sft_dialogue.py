@@ -50,8 +50,28 @@ class DialogueSFTArguments:
     eval_speech_temperature: float | None = field(default=1.0, metadata={
         "help": "also score the chat with sampled speech (greedy text) at this temperature; null: greedy only"})  # fmt: skip
     speech_tokenizer: str | None = None
+    dropout: float | None = field(default=None, metadata={
+        "help": "set every dropout probability the LM's config declares (the paper fine-tunes with 0.5); null: as saved"})  # fmt: skip
     keep_checkpoints: bool = False
     num_threads: int | None = None
+
+
+def dropout_overrides(path: str, dropout: float | None) -> dict[str, float]:
+    """Config overrides for `from_pretrained`: each float field named `*dropout` / `*pdrop` (Llama and Qwen2:
+    `attention_dropout`; GPT-2: `resid_pdrop`, `embd_pdrop`, `attn_pdrop`), except a classifier head's. An LM that
+    declares none cannot take the setting: a clear error rather than a silently ignored one."""
+    from transformers import AutoConfig
+
+    if dropout is None:
+        return {}
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"sft: dropout must be in [0, 1), got {dropout}")
+    config = AutoConfig.from_pretrained(path).to_dict()
+    names = [k for k, v in config.items() if isinstance(v, float) and k.endswith(("dropout", "pdrop"))
+             and not k.startswith("classifier")]  # fmt: skip
+    if not names:
+        raise ValueError(f"sft: dropout={dropout} asked for, but the LM's config ({path}) declares no dropout field")
+    return {k: float(dropout) for k in names}
 
 
 @dataclass
@@ -70,7 +90,7 @@ def prepare_model(path: str, args: DialogueSFTArguments):
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     layout = layout_from_tokenizer(tokenizer, args.text_chunk, args.speech_chunk)  # no speech tokens: a clear error
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, **dropout_overrides(path, args.dropout))
     new = [t for t in ROLE_TOKENS if t not in tokenizer.get_vocab()]
     if new:
         tokenizer.add_tokens(new, special_tokens=True)

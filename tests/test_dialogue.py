@@ -249,3 +249,40 @@ def test_open_qa_dialogues_build_with_speech_on_both_sides(tmp_path):
         assert turn["assistant_text"].endswith(".") and turn["answer"].rstrip(".") in turn["assistant_text"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "uscis_civics" in card and "bAbI stories told" not in card
+
+
+def test_sft_dropout_sets_the_lms_dropout_fields_and_refuses_bad_values(tmp_path):
+    from recipes.sft_dialogue import DialogueSFTArguments, dropout_overrides, prepare_model
+
+    tok, _ = speech_text_tokenizer(16)
+    lm = tiny_llama(tok)
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    assert dropout_overrides(str(tmp_path / "lm"), None) == {}
+    assert dropout_overrides(str(tmp_path / "lm"), 0.5) == {"attention_dropout": 0.5}
+    model, _, _ = prepare_model(str(tmp_path / "lm"), DialogueSFTArguments(dropout=0.5))
+    assert model.config.attention_dropout == 0.5
+    ids = torch.arange(1, 12)[None]
+    model.train()
+    assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)  # dropout is live in training
+    model.eval()
+    assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        dropout_overrides(str(tmp_path / "lm"), 1.5)
+
+
+@pytest.mark.parametrize("preset", ["micro", "demo", "tiny", "paper"])
+def test_dialogue_and_sft_presets_parse(preset, tmp_path):
+    from modeling_speechtext.pipeline.presets import load_preset
+    from recipes.sft_dialogue import _parser
+
+    cfg = load_preset(preset)
+    assert {"dialogue", "sft"} <= set(cfg["pipeline"]["stages"])
+    dialogue = DialogueConfig.from_dict(cfg["dialogue"])
+    args, training_args, _ = _parser().parse_dict({**cfg["sft"], "output_dir": str(tmp_path), "use_cpu": True})
+    assert training_args.assistant_only_loss and (args.text_chunk, args.speech_chunk) == (13, 26)
+    if preset == "paper":  # PAPER.md §7: open vocabulary; 4 + 20 epochs of the two copies, lr 1e-5 -> 1e-6, ...
+        assert dialogue.tasks == [] and set(dialogue.open_qa) == {"webquestions", "uscis_civics"}
+        assert args.copies == {"text": 4, "speech": 20} and args.dropout == 0.5
+        assert training_args.learning_rate == 1e-5 and training_args.lr_scheduler_kwargs == {"min_lr": 1e-6}
+        assert training_args.weight_decay == 0.1 and training_args.max_grad_norm == 1.0
