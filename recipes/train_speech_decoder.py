@@ -93,6 +93,11 @@ class ModelArguments:
     griffin_lim_iters: int = 32
     first_chunk_tokens: int = 10
     chunk_tokens: list[int] = field(default_factory=lambda: [25, 50, 100, 150, 200])
+    condition: str = field(default="tokens", metadata={
+        "help": "tokens | tokenizer_states | both: start from a token embedding, from a frozen copy of the speech "
+                "tokenizer's post-quantizer layers (its ASR head's input), or their sum"})  # fmt: skip
+    tokenizer_states_block_causal: bool = field(default=True, metadata={
+        "help": "the copied layers see current and earlier blocks only (exact streaming)"})  # fmt: skip
 
 
 @dataclass
@@ -373,15 +378,21 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         model = _pretrained_decoder(data.init_from, tokenizer_config, voice_names)
         target = model.config.default_voice or target
     else:
+        states = model_args.condition != "tokens"
         model = SpeechDecoderModel(
             SpeechDecoderConfig(
                 codebook_size=tokenizer_config.codebook_size,
                 tokens_per_second=tokenizer_config.tokens_per_second,
                 voice_names=voice_names,
                 default_voice=target if voice_names else None,
+                tokenizer_config=_tokenizer_config_dict(tokenizer_config) if states else None,
                 **vars(model_args),
             )
         )
+        if states:  # the frozen copy of the tokenizer's post-quantizer layers (a resumed run reloads it too)
+            from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
+
+            model.encoder.tokenizer_states.load_from_tokenizer(load_speech_tokenizer(tokenizer_dir)[0])
     config = model.config
     items = _mel_items(model, train_rows, train_audio, voice_names, "train mel")
     frames = torch.cat([it["mel"].float() for it in items]) if items else torch.zeros(0, config.n_mels)
@@ -451,6 +462,16 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
         metrics["hub_url"] = upload_folder_to_hub(output_dir, **push)
     logger.info("metrics: %s", json.dumps(metrics))
     return metrics
+
+
+def _tokenizer_config_dict(tokenizer_config) -> dict:
+    """What the decoder's copy of the post-quantizer layers is built from: the architecture, not the ASR
+    vocabulary or the training-only fields' history (a plain dict inside the decoder's config.json)."""
+    d = tokenizer_config.to_dict()
+    for key in ("asr_vocab", "asr_special_ids", "asr_byte_level", "architectures", "auto_map",
+                "transformers_version", "model_type", "dtype", "torch_dtype"):  # fmt: skip
+        d.pop(key, None)
+    return d
 
 
 def _pretrained_decoder(path: str, tokenizer_config, voice_names: list[str]) -> SpeechDecoderModel:

@@ -105,6 +105,16 @@ class SpeechDecoderConfig(PreTrainedConfig):
             Earlier mel given to the vocoder with each new chunk.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the weight initialisation.
+        condition (`str`, *optional*, defaults to `"tokens"`):
+            What the token encoder starts from: `"tokens"` (a learned embedding of each id), `"tokenizer_states"`
+            (a frozen copy of the speech tokenizer's post-quantizer layers run on the ids: the states its ASR head
+            reads words from; `tokenizer_states_speech_decoder.py`) or `"both"` (their sum).
+        tokenizer_config (`dict`, *optional*):
+            The speech tokenizer's config (`SpeechTokenizerConfig.to_dict()`), needed by the tokenizer-state
+            conditions to build the copy; its codebook must match `codebook_size`.
+        tokenizer_states_block_causal (`bool`, *optional*, defaults to `True`):
+            The copied layers see the decoder's current and earlier blocks only, so streaming stays exact; False
+            keeps the tokenizer's own (look-ahead) mask: offline quality, approximate streaming.
 
     Example:
     ```python
@@ -153,6 +163,9 @@ class SpeechDecoderConfig(PreTrainedConfig):
     crossfade_ms: float = 20.0
     vocoder_context_tokens: int = 2
     initializer_range: float = 0.02
+    condition: str = "tokens"
+    tokenizer_config: dict | None = None
+    tokenizer_states_block_causal: bool = True
 
     def __post_init__(self, **kwargs):
         if self.voice_names is None:
@@ -180,6 +193,15 @@ class SpeechDecoderConfig(PreTrainedConfig):
             raise ValueError(f"t_scheduler must be 'cosine' or 'linear', got {self.t_scheduler!r}")
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be >= 1, got {self.codebook_size}")
+        if self.condition not in ("tokens", "tokenizer_states", "both"):
+            raise ValueError(f"condition must be 'tokens', 'tokenizer_states' or 'both', got {self.condition!r}")
+        if self.condition != "tokens":
+            if not self.tokenizer_config:
+                raise ValueError(f"condition={self.condition!r} needs tokenizer_config (the speech tokenizer's config)")
+            size = self.tokenizer_config.get("codebook_size")
+            if size != self.codebook_size:
+                raise ValueError(f"tokenizer_config has codebook_size={size}, but this decoder's codebook_size is "
+                                 f"{self.codebook_size}")  # fmt: skip
         if self.default_voice is not None and self.default_voice not in self.voice_names:
             raise ValueError(f"default_voice {self.default_voice!r} is not one of voice_names {self.voice_names}")
         sizes = [self.first_chunk_tokens, *self.chunk_tokens]

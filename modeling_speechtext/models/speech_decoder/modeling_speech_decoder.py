@@ -100,6 +100,19 @@ class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedMod
         self.prior_head = nn.Linear(config.hidden_size, config.n_mels) if config.prior_loss_weight > 0 else None
         self.vocoder = build_vocoder(config)
         self.post_init()
+        self.freeze_tokenizer_states()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the copy of the tokenizer's layers frozen again (loading
+        re-creates parameters trainable; the optimiser must never see them)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.freeze_tokenizer_states()
+        return model
+
+    def freeze_tokenizer_states(self) -> None:
+        if self.encoder.tokenizer_states is not None:
+            self.encoder.tokenizer_states.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
@@ -138,8 +151,25 @@ class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedMod
         return mel * self.config.mel_std + self.config.mel_mean
 
     def check_speech_tokenizer(self, tokenizer_config) -> None:
-        """Raise if tokens of this tokenizer (a config or model) cannot be decoded by this decoder."""
+        """Raise if tokens of this tokenizer (a config or model) cannot be decoded by this decoder. A decoder
+        conditioned on the tokenizer's states also refuses another architecture and, given the model, another
+        codebook (a different tokenizer of the same sizes: its ids mean other sounds)."""
+        tokenizer = tokenizer_config
         tokenizer_config = getattr(tokenizer_config, "config", tokenizer_config)
+        states = self.encoder.tokenizer_states
+        if states is not None:
+            for key in ("d_model", "encoder_layers", "quantize_position"):
+                theirs, mine = getattr(tokenizer_config, key, None), getattr(states.config, key)
+                if theirs is not None and theirs != mine:
+                    raise ValueError(f"speech tokenizer {key}={theirs} does not match the tokenizer this decoder "
+                                     f"was conditioned on ({key}={mine})")  # fmt: skip
+            codebook = getattr(getattr(tokenizer, "quantizer", None), "codebook", None)
+            if codebook is not None and (
+                codebook.shape != states.codebook.shape
+                or not torch.allclose(codebook.float().cpu(), states.codebook.float().cpu(), atol=1e-4)
+            ):
+                raise ValueError("this speech tokenizer's codebook differs from the one the decoder was conditioned "
+                                 "on: a different tokenizer (its ids mean other sounds)")  # fmt: skip
         size = getattr(tokenizer_config, "codebook_size", None)
         if size is not None and size != self.config.codebook_size:
             raise ValueError(

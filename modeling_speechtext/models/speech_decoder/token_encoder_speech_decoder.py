@@ -1,5 +1,8 @@
 """The speech decoder's condition: token ids -> block-causal transformer states -> mel frame rate.
 
+The encoder starts from a learned embedding of each id, from the speech tokenizer's own post-quantizer states
+(`tokenizer_states_speech_decoder.py`, frozen), or from both (config `condition`).
+
 The speech tokenizer's rate is fixed (12.5 Hz), so no duration model: the length regulator repeats each token
 state `frames_per_token` times and tells each copy which of its frames it is.
 """
@@ -11,6 +14,7 @@ from torch import nn
 
 from .configuration_speech_decoder import SpeechDecoderConfig
 from .layers_speech_decoder import SpeechDecoderLayer, block_attention_mask, rotary_cos_sin
+from .tokenizer_states_speech_decoder import SpeechDecoderTokenizerStates
 
 
 class SpeechDecoderTokenEncoder(nn.Module):
@@ -19,7 +23,14 @@ class SpeechDecoderTokenEncoder(nn.Module):
     def __init__(self, config: SpeechDecoderConfig):
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
+        self.embed_tokens = (
+            nn.Embedding(config.codebook_size, config.hidden_size) if config.condition != "tokenizer_states" else None
+        )
+        self.tokenizer_states = self.states_proj = None
+        if config.condition != "tokens":
+            block = config.block_size if config.tokenizer_states_block_causal else None
+            self.tokenizer_states = SpeechDecoderTokenizerStates(config.tokenizer_config, block)
+            self.states_proj = nn.Linear(self.tokenizer_states.config.d_model, config.hidden_size)
         self.layers = nn.ModuleList([SpeechDecoderLayer(config) for _ in range(config.encoder_layers)])
         self.norm = nn.LayerNorm(config.hidden_size)
 
@@ -29,7 +40,13 @@ class SpeechDecoderTokenEncoder(nn.Module):
         cos, sin = rotary_cos_sin(positions, c.hidden_size // c.num_attention_heads, c.rope_theta)
         valid = attention_mask.bool() if attention_mask is not None else None
         mask = block_attention_mask(positions, positions, c.block_size, c.context_blocks, valid)
-        x = self.embed_tokens(input_ids)
+        x = 0
+        if self.embed_tokens is not None:
+            x = self.embed_tokens(input_ids.clamp(min=0))
+        if self.tokenizer_states is not None:
+            with torch.no_grad():
+                states = self.tokenizer_states(input_ids, attention_mask)
+            x = x + self.states_proj(states)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)

@@ -83,6 +83,16 @@ def encoder_attention_mask(
     return torch.zeros(allowed.shape, dtype=dtype, device=valid.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def attention_windows(config: SpeechTokenizerConfig, post: bool) -> tuple[int | None, int | None]:
+    """(block, window) of the layers before (50 Hz frames) or after (`post`, token rate) the quantizer: the
+    config's `causal_block_size` / `attention_window` are in 50 Hz frames, pooled by `pooling_kernel_size`."""
+    k, block, window = config.pooling_kernel_size, config.causal_block_size, config.attention_window
+    if post:
+        block = None if block is None else block // k
+        window = None if window is None else max(1, window // k)
+    return block, window
+
+
 def masked_average_pool(hidden: torch.Tensor, valid: torch.Tensor, kernel: int) -> torch.Tensor:
     """Masked average over windows of `kernel` frames (a partial last window averages its own frames)."""
     pad = (-hidden.shape[1]) % kernel
@@ -94,6 +104,7 @@ def masked_average_pool(hidden: torch.Tensor, valid: torch.Tensor, kernel: int) 
 
 __all__ = [
     "SpeechTokenizerConvStem",
+    "attention_windows",
     "SpeechTokenizerSinusoidalPositions",
     "encoder_attention_mask",
     "masked_average_pool",

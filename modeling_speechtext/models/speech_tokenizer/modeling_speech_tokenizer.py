@@ -30,6 +30,7 @@ from .convert_whisper_to_speech_tokenizer import load_whisper_encoder_weights
 from .layers_speech_tokenizer import (
     SpeechTokenizerConvStem,
     SpeechTokenizerSinusoidalPositions,
+    attention_windows,
     encoder_attention_mask,
     masked_average_pool,
 )
@@ -155,12 +156,7 @@ class SpeechTokenizerModel(SpeechTokenizerAsrMixin, SpeechTokenizerPreTrainedMod
     # ----------------------------------------------------------------- helpers
     def _windows(self, post: bool) -> tuple[int | None, int | None]:
         """(block, window) in the frames of the pre- (50 Hz) or post-quantizer (token rate) layers."""
-        cfg, k = self.config, self.config.pooling_kernel_size
-        block, window = cfg.causal_block_size, cfg.attention_window
-        if post:
-            block = None if block is None else block // k
-            window = None if window is None else max(1, window // k)
-        return block, window
+        return attention_windows(self.config, post)
 
     def _run_layers(self, layers, hidden, valid, post: bool):
         eager = self.config._attn_implementation == "eager"

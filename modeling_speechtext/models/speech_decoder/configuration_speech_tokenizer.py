@@ -1,0 +1,1 @@
+../speech_tokenizer/configuration_speech_tokenizer.py

@@ -1,0 +1,1 @@
+../speech_tokenizer/layers_speech_tokenizer.py
