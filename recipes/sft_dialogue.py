@@ -57,9 +57,10 @@ class DialogueSFTArguments:
 
 
 def dropout_overrides(path: str, dropout: float | None) -> dict[str, float]:
-    """Config overrides for `from_pretrained`: each float field named `*dropout` / `*pdrop` (Llama and Qwen2:
-    `attention_dropout`; GPT-2: `resid_pdrop`, `embd_pdrop`, `attn_pdrop`), except a classifier head's. An LM that
-    declares none cannot take the setting: a clear error rather than a silently ignored one."""
+    """Config overrides for `from_pretrained`: each numeric field named `*dropout` / `*pdrop` (Llama and Qwen2:
+    `attention_dropout`; GPT-2: `resid_pdrop`, `embd_pdrop`, `attn_pdrop`), except a classifier or summary head's.
+    An LM that declares none cannot take the setting: a clear error rather than a silently ignored one. The saved
+    chat LM keeps the value in its config (inference ignores it; a further fine-tune inherits it unless set)."""
     from transformers import AutoConfig
 
     if dropout is None:
@@ -67,8 +68,8 @@ def dropout_overrides(path: str, dropout: float | None) -> dict[str, float]:
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"sft: dropout must be in [0, 1), got {dropout}")
     config = AutoConfig.from_pretrained(path).to_dict()
-    names = [k for k, v in config.items() if isinstance(v, float) and k.endswith(("dropout", "pdrop"))
-             and not k.startswith("classifier")]  # fmt: skip
+    names = [k for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and k.endswith(("dropout", "pdrop")) and not k.startswith(("classifier", "summary"))]  # fmt: skip
     if not names:
         raise ValueError(f"sft: dropout={dropout} asked for, but the LM's config ({path}) declares no dropout field")
     return {k: float(dropout) for k in names}

@@ -177,13 +177,15 @@ class MelDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
         ids, mel = item["input_ids"], item["mel"]
+        states = item.get("tokenizer_states")
         if len(ids) > self.max_tokens:
             start = int(torch.randint(0, (len(ids) - self.max_tokens) // self.block + 1, ())) * self.block
             ids, mel = (
                 ids[start : start + self.max_tokens],
                 mel[start * self.fpt : (start + self.max_tokens) * self.fpt],
             )
-        return {"input_ids": ids, "mel": mel, "voice_id": item["voice_id"]}
+            states = None if states is None else states[start : start + self.max_tokens]
+        return {"input_ids": ids, "mel": mel, "voice_id": item["voice_id"], "tokenizer_states": states}
 
 
 def collate(batch: list[dict]) -> dict:
@@ -196,6 +198,11 @@ def collate(batch: list[dict]) -> dict:
         k = len(b["input_ids"])
         ids[i, :k], mask[i, :k], mel[i, : k * fpt] = b["input_ids"], 1, b["mel"].float()
     out = {"input_ids": ids, "attention_mask": mask, "mel": mel}
+    if batch[0].get("tokenizer_states") is not None:
+        states = torch.zeros(len(batch), n, batch[0]["tokenizer_states"].shape[-1])
+        for i, b in enumerate(batch):
+            states[i, : len(b["input_ids"])] = b["tokenizer_states"].float()
+        out["tokenizer_states"] = states
     if batch[0]["voice_id"] is not None:
         out["voice_ids"] = torch.tensor([b["voice_id"] for b in batch])
     return out
@@ -212,6 +219,11 @@ def _mel_items(model: SpeechDecoderModel, rows: list[dict], audio_split, voice_n
         mel = model.extract_mel(_waveform(audio_split, row["audio_index"]), num_tokens=len(ids))
         voice_id = voice_names.index(row["voice"]) if row["voice"] in voice_names else None
         items.append({"input_ids": torch.tensor(ids), "mel": mel.half(), "voice_id": voice_id, "row": row})
+    copy = model.encoder.tokenizer_states
+    if copy is not None:  # frozen: read once per whole utterance (as at inference), cropped with the ids later
+        with torch.no_grad():
+            for it in tqdm(items, desc=f"{desc}: tokenizer states", mininterval=10):
+                it["tokenizer_states"] = copy(it["input_ids"][None].to(model.device))[0].half().cpu()
     return items
 
 
@@ -375,8 +387,11 @@ def main(data: DataArguments, model_args: ModelArguments, training_args: Decoder
 
     # 2. model config; mel targets and their statistics
     if data.init_from:  # its mel statistics normalise the targets it was trained on: keep them
-        model = _pretrained_decoder(data.init_from, tokenizer_config, voice_names)
+        model = _pretrained_decoder(data.init_from, tokenizer_dir, tokenizer_config, voice_names)
         target = model.config.default_voice or target
+        if model.config.condition != model_args.condition:
+            logger.warning("init_from %s: its condition %r is kept (the model arguments ask for %r)",
+                           data.init_from, model.config.condition, model_args.condition)  # fmt: skip
     else:
         states = model_args.condition != "tokens"
         model = SpeechDecoderModel(
@@ -471,13 +486,21 @@ def _tokenizer_config_dict(tokenizer_config) -> dict:
     for key in ("asr_vocab", "asr_special_ids", "asr_byte_level", "architectures", "auto_map",
                 "transformers_version", "model_type", "dtype", "torch_dtype"):  # fmt: skip
         d.pop(key, None)
+    for key in ("dropout", "attention_dropout", "activation_dropout"):  # a frozen copy: no training noise
+        if key in d:
+            d[key] = 0.0
     return d
 
 
-def _pretrained_decoder(path: str, tokenizer_config, voice_names: list[str]) -> SpeechDecoderModel:
-    """A trained decoder to fine-tune, checked against this run's tokenizer and voices."""
+def _pretrained_decoder(path: str, tokenizer_dir: Path, tokenizer_config, voice_names: list[str]) -> SpeechDecoderModel:
+    """A trained decoder to fine-tune, checked against this run's tokenizer (its codebook too, where the decoder
+    carries a copy of the tokenizer's layers) and voices."""
     model = SpeechDecoderModel.from_pretrained(path)
     model.check_speech_tokenizer(tokenizer_config)
+    if model.encoder.tokenizer_states is not None:
+        from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
+
+        model.check_speech_tokenizer(load_speech_tokenizer(tokenizer_dir)[0])
     if bool(model.config.voice_names) != bool(voice_names):
         raise ValueError(f"{path}: voice_embedding must match the decoder being fine-tuned")
     if model.config.voice_names != voice_names:

@@ -44,3 +44,27 @@ def test_published_stages_hard_link_the_run_and_their_cards_link_each_other(tmp_
     assert (run / "pretrain" / "README.md").read_text().endswith('from_pretrained("PATH")\n')
     prepare_run(run, "org", tmp_path / "out")  # again: one links section, not two
     assert ModelCard.load(tmp_path / "out" / "lm" / "README.md").text.count("## speechtext repositories") == 1
+
+
+def test_link_card_is_idempotent_and_a_namespace_may_contain_the_prefix(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from modeling_speechtext.hub.card_links import link_card
+
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "README.md").write_text('---\nlibrary_name: transformers\n---\n# lm\nfrom_pretrained("PATH")\n')
+    published = {"lm": "model", "base-lm": "model", "dialogue": "dataset"}
+    for _ in range(2):
+        link_card(tmp_path / "lm", "lm", "speechtext-lab", published)
+    card = ModelCard.load(tmp_path / "lm" / "README.md")
+    assert card.text.count("## speechtext repositories") == 1 and card.text.count("speechtext-lab/speechtext-lm)") == 1
+    assert card.data.base_model == "speechtext-lab/speechtext-base-lm"
+    run = tmp_path / "run"
+    (run / "base_lm").mkdir(parents=True)
+    (run / "base_lm" / "base_lm.json").write_text('{"model_name_or_path": "THUDM/glm-4-9b"}')  # referenced, not trained
+    (run / "pretrain").mkdir()
+    (run / "pretrain" / "config.json").write_text("{}")
+    (run / "pretrain" / "README.md").write_text("---\nlibrary_name: transformers\n---\n# lm\n")
+    repos = prepare_run(run, "speechtext-lab", tmp_path / "out")  # the namespace holds "speechtext-" too
+    assert [r.repo_id for r in repos] == ["speechtext-lab/speechtext-lm"]
+    assert ModelCard.load(tmp_path / "out" / "lm" / "README.md").data.base_model == "THUDM/glm-4-9b"

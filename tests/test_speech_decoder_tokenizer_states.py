@@ -100,3 +100,20 @@ def test_a_mismatched_tokenizer_is_a_clear_error():
         wider.encoder.tokenizer_states.load_from_tokenizer(st)
     with pytest.raises(ValueError, match="d_model=32 does not match the tokenizer"):
         wider.check_speech_tokenizer(st.config)
+
+
+@torch.no_grad()
+def test_streams_longer_than_the_tokenizers_positions_are_read_in_segments_and_stream_exactly():
+    st = tokenizer()  # max_source_positions 400 at 50 Hz / pooling 4 -> 100 token positions, window 16 // 4 -> 4
+    st.config.attention_window = 16
+    model = decoder(st, condition="tokenizer_states")
+    states = model.encoder.tokenizer_states
+    assert states.embed_token_positions.num_embeddings == 100 and states.window == 4
+    ids = torch.randint(0, 16, (1, 240), generator=torch.Generator().manual_seed(4))
+    whole = states(ids)
+    assert whole.shape == (1, 240, 32) and torch.isfinite(whole).all()
+    for n in (95, 150, 240):  # a streamed prefix gets the same states as the whole utterance
+        assert torch.allclose(states(ids[:, :n]), whole[:, :n], atol=1e-5), n
+    offline = model.generate_mel(ids[0].tolist(), seed=1).mel[0]
+    streamed = torch.cat([m for _, m in model.decode_stream(iter(ids[0].tolist()), seed=1, return_mel=True)])
+    assert (streamed - offline).abs().max() < 1e-4

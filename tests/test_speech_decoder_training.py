@@ -266,3 +266,36 @@ def test_cli_reads_yaml_with_overrides_and_rejects_unknown_keys(tmp_path, monkey
     (tmp_path / "bad.yaml").write_text("max_steps: 3\nhiden_size: 16\n")
     with pytest.raises(ValueError, match="hiden_size"):
         recipe.cli(["--config", str(tmp_path / "bad.yaml"), "--output_dir", str(tmp_path / "o")])
+
+
+def test_tokenizer_state_condition_trains_with_a_frozen_copy_of_the_tokenizer(run_dir, tmp_path):
+    from modeling_speechtext.generation.speech_tokenization import load_speech_tokenizer
+    from modeling_speechtext.models.speech_decoder.modeling_speech_decoder import SpeechDecoderModel
+
+    metrics = recipe.run_stage(_micro_config(condition="both", eval_samples=1), tmp_path / "d", run_dir)
+    assert metrics["steps"] == 4 and math.isfinite(metrics["final_train_loss"])
+    decoder = SpeechDecoderModel.from_pretrained(tmp_path / "d")
+    tokenizer, _ = load_speech_tokenizer(run_dir / "speech_tokenizer")
+    copy, theirs = decoder.encoder.tokenizer_states.state_dict(), tokenizer.state_dict()
+    assert torch.equal(copy["codebook"], theirs["quantizer.codebook"])
+    for name in [k for k in copy if k.startswith("post_layers.")]:  # trained 4 steps, the copy never moved
+        assert torch.equal(copy[name], theirs[name]), name
+    decoder.check_speech_tokenizer(tokenizer)
+    # the states the recipe precomputed on whole utterances are the ones the copy gives at inference
+    items = recipe._mel_items(decoder, [{"speech_ids": [1, 2, 3, 4, 5, 6, 7], "audio_index": 0, "voice": "x"}],
+                              _AudioStub(), [], "t")  # fmt: skip
+    expected = decoder.encoder.tokenizer_states(torch.tensor([[1, 2, 3, 4, 5, 6, 7]]))[0]
+    assert torch.allclose(items[0]["tokenizer_states"].float(), expected, atol=2e-2)
+
+
+class _AudioStub:
+    """One second of audio at 16 kHz, as the speech corpus's audio column gives it."""
+
+    def __getitem__(self, index):
+        import io
+
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        sf.write(buf, _signal(1.0, 120.0), 16000, format="WAV")
+        return {"id": "stub", "audio": {"bytes": buf.getvalue(), "path": None}}

@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,14 @@ def plan_open_qa(dialogues: dict[str, list[dict]], cfg: DialogueConfig, voices: 
     if not cfg.open_qa:
         return planned
     root = resolve_data_path(cfg.open_qa_dir)
-    for i, (source, counts) in enumerate(sorted(cfg.open_qa.items())):
+    for source, counts in sorted(cfg.open_qa.items()):
         rows = load_open_qa(root, source, cfg.seed, cfg.open_qa_validation_fraction)
         planned[source] = {}
-        for j, (split, n) in enumerate(sorted(counts.items())):
+        for split, n in sorted(counts.items()):
             if not n:
                 continue
-            rng = np.random.default_rng([cfg.seed, 23, i, j])
+            # seeded by the source's name and split, not its position: adding a source leaves the others' draws
+            rng = np.random.default_rng([cfg.seed, 23, zlib.crc32(f"{source}/{split}".encode())])
             plan = plan_open_dialogues(rows[split], int(n), voices, rng, cfg.text_user_fraction)
             if not plan:
                 raise ValueError(f"dialogue: open QA source {source!r} has no usable {split} question")

@@ -45,10 +45,29 @@ def _usable_answer(a: str) -> bool:
             and not a.lower().startswith("varies by"))  # civics: "varies by state" is no answer to say  # fmt: skip
 
 
+_ASKS_FOR = re.compile(r"\b(?:name|what are)\s+(two|three)\b", re.IGNORECASE)
+# a subject ending so cannot take "is X" after it ("Who is chris cooley married to?", "What was van gogh famous for?")
+_DANGLING = {"to", "for", "from", "in", "of", "with", "on", "at", "about", "by", "do", "does", "did"}
+
+
 def _asked_count(question: str) -> int:
-    """Civics asks for "two rights", "Name three.": that many of its alternatives are said."""
-    words = re.findall(r"[a-z]+", question.lower())
-    return max([_COUNT[w] for w in words if w in _COUNT], default=1)
+    """Civics asks for "two rights", "Name three.": that many of its alternatives are said ("Name one of the two
+    longest rivers" asks for one)."""
+    m = _ASKS_FOR.search(question)
+    return _COUNT[m.group(1).lower()] if m else 1
+
+
+def _civics_answers(question: str, answers: list[str]) -> list[str]:
+    """The alternatives to say, bracketed glosses dropped ("(James) Madison" -> "Madison"); an alternative that
+    is itself a list ("Democratic and Republican") is said alone, not joined with its restatements."""
+    clean = [re.sub(r"\s+([.,;:!?])", r"\1", " ".join(re.sub(r"\([^)]*\)", " ", a).split())) for a in answers]
+    clean = [a for a in clean if a]
+    if not clean:
+        return []
+    if " and " in clean[0]:
+        return clean[:1]
+    chosen = [a for a in clean if " and " not in a][: _asked_count(question)]
+    return chosen
 
 
 def load_open_qa(root: str | Path, source: str, seed: int = 0, validation_fraction: float = 0.1) -> dict[str, list]:
@@ -65,9 +84,8 @@ def load_open_qa(root: str | Path, source: str, seed: int = 0, validation_fracti
     out: dict[str, list] = {"train": [], "validation": []}
     if source == "uscis_civics":
         rows = json.loads((folder / "naturalization_questions.json").read_text())
-        # "(James) Madison", "Missouri (River)": the brackets mark optional words, which are said
         items = [(_civics_split(str(r["id"]), seed, validation_fraction), f"civics-{r['id']}", r["question"],
-                  [re.sub(r"[()]", "", a) for a in r["answers"][: _asked_count(r["question"])]]) for r in rows]  # fmt: skip
+                  _civics_answers(r["question"], r["answers"])) for r in rows]  # fmt: skip
     else:
         items = [(split, r["qId"], r["qText"], r["answers"][:_MAX_ANSWERS_SAID])
                  for split, name in (("train", "trainmodel.json"), ("validation", "val.json"))
@@ -96,7 +114,13 @@ def open_answer_sentence(question: str, answer: str) -> str:
         sentence = f"{m.group(1)} {m.group(2)} {'is' if m.group(1).lower() == 'one' else 'are'} {a}"
     elif m := _WHO_VERB.match(q):
         sentence = f"{a} {m.group(1)} {m.group(2)}"
-    elif (m := _COPULA.match(q)) and m.group(1).lower() in ("what", "which", "who") and len(m.group(3).split()) >= 2:
+    elif (
+        (m := _COPULA.match(q))
+        and m.group(1).lower() in ("what", "which", "who")
+        and len(m.group(3).split()) >= 2
+        and m.group(3).split()[-1].lower() not in _DANGLING
+        and " and what" not in m.group(3).lower()
+    ):
         subject = m.group(3)
         sentence = f"{subject[:1].upper()}{subject[1:]} {m.group(2).lower()} {a}"
     else:

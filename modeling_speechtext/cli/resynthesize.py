@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{decoder_dir} is not a speech decoder folder (no config.json)")
     tokenizer, feature_extractor = load_speech_tokenizer(args.tokenizer)
     decoder = SpeechDecoderModel.from_pretrained(decoder_dir).eval()
-    decoder.check_speech_tokenizer(tokenizer.config)  # codebook size and token rate must agree
+    decoder.check_speech_tokenizer(tokenizer)  # codebook size and token rate (and codes) must agree
 
     wave = load_audio(args.input, feature_extractor.sampling_rate)
     ids = encode_waveforms(tokenizer, feature_extractor, [wave])[0]

@@ -167,7 +167,7 @@ class SpeechTextChat:
     def __init__(self, model, processor, decoder, voice=None, max_question_seconds: float = 30.0,
                  max_new_tokens: int = 200, max_history_tokens: int | None = None, system: str | None = None,
                  speech_temperature: float | None = 1.0, top_p: float = 1.0, seed: int | None = 0):  # fmt: skip
-        decoder.check_speech_tokenizer(model.config.speech_tokenizer_config)  # same codebook, same token rate
+        decoder.check_speech_tokenizer(model.speech_tokenizer)  # same codebook size and token rate (and codes)
         if decoder.config.codebook_size != model.config.codebook_size:
             raise ValueError(f"the decoder has {decoder.config.codebook_size} speech tokens, the LM "
                              f"{model.config.codebook_size}: they do not speak the same tokens")  # fmt: skip

@@ -28,6 +28,7 @@ ROLES: dict[str, tuple[str, str]] = {
 }
 # name -> (base models, training datasets), each kept only when that repo is published too
 LINEAGE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "speech-decoder": ((), ("speech-tokens",)),
     "text-to-token": ((), ("speech-tokens",)),
     "lm": (("base-lm",), ("interleaved", "speech-tokens")),
     "chat-lm": (("lm",), ("dialogue",)),
@@ -63,10 +64,12 @@ def links_section(namespace: str, published: Mapping[str, str], this: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def link_card(folder: str | Path, name: str, namespace: str, published: Mapping[str, str]) -> None:
+def link_card(folder: str | Path, name: str, namespace: str, published: Mapping[str, str],
+              upstream_base: str | None = None) -> None:  # fmt: skip
     """Rewrite `folder/README.md` with the lineage metadata, the repo id in snippets and the links section.
 
-    `name` is a key of ROLES or "space"; `published` maps every published name to its repo type. The file is
+    `name` is a key of ROLES or "space"; `published` maps every published name to its repo type; `upstream_base`:
+    the Hub LM the pretrained LM grew from when the run's base LM stage only referenced one (not published). The file is
     replaced, not written through: the published folders hard-link the run's files, and the run's own card must
     stay as the recipe wrote it.
     """
@@ -88,6 +91,8 @@ def link_card(folder: str | Path, name: str, namespace: str, published: Mapping[
             card.data.datasets = data
     elif name in LINEAGE:
         bases, data = ids(LINEAGE[name][0], "model"), ids(LINEAGE[name][1], "dataset")
+        if name == "lm" and not bases and upstream_base:
+            bases = [upstream_base]
         if bases:
             card.data.base_model = bases[0] if len(bases) == 1 else bases
             if name in FINETUNED:

@@ -6,7 +6,8 @@ skips files whose content the Hub already has, so re-running after a crash uploa
 
 Models (the stage folders as the recipes wrote them: safetensors, configs with `auto_map` and code files where the
 model is custom, tokenizer files, generation config, the card with the run's numbers), minus resumable state, as
-hard links to the run's files where the file system allows (no second copy of the weights on disk). Every card is
+hard links to the run's files where the file system allows (no second copy of the weights on disk; so re-running a
+stage after publishing rewrites the published weights with it: publish again before pushing). Every card is
 then rewritten (replaced, never written through a link) with the repo ids and links to the other repos
 (`card_links.py`: `base_model` / `datasets` metadata, a section listing every repo):
 
@@ -54,9 +55,18 @@ class PreparedRepo:
     source: str  # the run's stage folder it was made from
 
 
+def _upstream_base(run: Path) -> str | None:
+    """The Hub LM a referenced base LM stage names (`base_lm/base_lm.json`, e.g. THUDM/glm-4-9b): not published
+    by us, but the pretrained LM's `base_model` all the same."""
+    marker = run / "base_lm" / "base_lm.json"
+    if (run / "base_lm" / "config.json").is_file() or not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("model_name_or_path")
+
+
 def _short_name(repo: PreparedRepo) -> str:
     """The key of `card_links.ROLES` ("lm", "dialogue", ...), or "space"."""
-    return "space" if repo.repo_type == "space" else repo.repo_id.split("speechtext-", 1)[1]
+    return "space" if repo.repo_type == "space" else repo.repo_id.split("/", 1)[1].removeprefix("speechtext-")
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -184,7 +194,7 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
             add(name, "dataset", run / stage)
     if not repos:
         raise FileNotFoundError(f"{run}: no finished stage to publish (run the pipeline first)")
-    names = {r.repo_id.split("speechtext-", 1)[1] for r in repos}
+    names = {_short_name(r) for r in repos}
     spaces = Path(__file__).resolve().parents[2] / "spaces"
     if {"chat", "speech-decoder"} <= names and not (spaces / "app.py").is_file():
         logger.warning("publish: %s not found (an installed package, not a checkout): no Space repo", spaces)
@@ -192,8 +202,9 @@ def prepare_run(run: str | Path, namespace: str, output_dir: str | Path) -> list
         _space_folder(out / "space", namespace, "text-to-token" in names)
         repos.append(PreparedRepo(f"{namespace}/speechtext-chat", "space", str(out / "space"), "spaces/"))
     published = {_short_name(r): r.repo_type for r in repos}
+    upstream = _upstream_base(run)
     for r in repos:
-        link_card(r.folder, _short_name(r), namespace, published)
+        link_card(r.folder, _short_name(r), namespace, published, upstream)
     (out / "publish.json").write_text(json.dumps([asdict(r) for r in repos], indent=2) + "\n")
     return repos
 

@@ -106,9 +106,10 @@ class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedMod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the copy of the tokenizer's layers frozen again (loading
         re-creates parameters trainable; the optimiser must never see them)."""
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
         model.freeze_tokenizer_states()
-        return model
+        return loaded
 
     def freeze_tokenizer_states(self) -> None:
         if self.encoder.tokenizer_states is not None:
@@ -236,9 +237,12 @@ class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedMod
         mel: torch.Tensor | None = None,
         voice_ids: torch.Tensor | None = None,
         return_dict: bool = True,
+        tokenizer_states: torch.Tensor | None = None,
         **kwargs,
     ) -> SpeechDecoderOutput | tuple:
-        """Training step. `mel`: target log-mel `[batch, tokens * frames_per_token, n_mels]` (as `extract_mel`)."""
+        """Training step. `mel`: target log-mel `[batch, tokens * frames_per_token, n_mels]` (as `extract_mel`);
+        `tokenizer_states`: precomputed states of the tokenizer copy for these ids (`condition` other than
+        `tokens`; computed here when not given)."""
         c = self.config
         if mel is None:
             raise ValueError("forward needs the target `mel`; use generate_mel / decode for inference")
@@ -249,7 +253,7 @@ class SpeechDecoderModel(SpeechDecoderStreamingMixin, SpeechDecoderPreTrainedMod
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         frame_mask = attention_mask.bool().repeat_interleave(c.frames_per_token, dim=1)
-        mu = self._condition(self.encoder(input_ids, attention_mask), voice_ids)
+        mu = self._condition(self.encoder(input_ids, attention_mask, tokenizer_states), voice_ids)
         positions = torch.arange(mel.shape[1], device=mel.device)
         target = self.normalize_mel(mel)
         if c.objective == "regression":

@@ -34,7 +34,11 @@ class SpeechDecoderTokenEncoder(nn.Module):
         self.layers = nn.ModuleList([SpeechDecoderLayer(config) for _ in range(config.encoder_layers)])
         self.norm = nn.LayerNorm(config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, tokenizer_states=None
+    ) -> torch.Tensor:
+        """`tokenizer_states`: the copy's output for these ids, when the caller computed it already (training
+        precomputes it on whole utterances, then crops: the copy is frozen, and a crop would lose its context)."""
         c = self.config
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         cos, sin = rotary_cos_sin(positions, c.hidden_size // c.num_attention_heads, c.rope_theta)
@@ -44,9 +48,10 @@ class SpeechDecoderTokenEncoder(nn.Module):
         if self.embed_tokens is not None:
             x = self.embed_tokens(input_ids.clamp(min=0))
         if self.tokenizer_states is not None:
-            with torch.no_grad():
-                states = self.tokenizer_states(input_ids, attention_mask)
-            x = x + self.states_proj(states)
+            if tokenizer_states is None:
+                with torch.no_grad():
+                    tokenizer_states = self.tokenizer_states(input_ids, attention_mask)
+            x = x + self.states_proj(tokenizer_states.to(self.states_proj.weight.dtype))
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)

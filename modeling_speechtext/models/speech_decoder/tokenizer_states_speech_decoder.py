@@ -8,7 +8,9 @@ post-quantizer Whisper layers -> layer norm, exactly `SpeechTokenizerModel._deco
 head. A copy (not a reference to the tokenizer's repo) keeps the saved decoder loadable on its own and unable to
 drift from the tokenizer it was trained with; it costs the post-quantizer layers' parameters.
 
-Streaming: with `block_causal` the copied layers see the current and earlier blocks of the decoder's
+Long streams: the tokenizer has a position table of `max_source_positions / pooling` tokens (30 s by default); its
+windowed layers see a bounded context, so the copy reads any length in fixed segments with that context before
+each (`_segments`). Streaming: with `block_causal` the copied layers see the current and earlier blocks of the decoder's
 `block_size` only (besides the tokenizer's own attention window), so `decode_stream` stays exact. That is not the
 mask the tokenizer was trained with (it looks ahead within its window) unless the tokenizer itself was trained
 block-causal (`causal_block_size`); what the mismatch costs is measured in docs/SPEECH_DECODER.md.
@@ -65,18 +67,42 @@ class SpeechDecoderTokenizerStates(nn.Module):
                  if k.startswith("quantizer.project_out.")}  # fmt: skip
         self.load_state_dict(ours, strict=True)  # every tensor of the copy, nothing else
 
+    def train(self, mode: bool = True):
+        """Always in eval mode: a frozen copy (the tokenizer's dropout, if it had any, must not follow the decoder)."""
+        return super().train(False)
+
+    def _segments(self, n: int) -> list[tuple[int, int, int]]:
+        """(context start, start, end) of fixed segments: a stream longer than the tokenizer's position table
+        (30 s by default) is read in segments of `segment` tokens, each with the `context` tokens before it that
+        its windowed layers can see, positions counted from the context start. The boundaries depend only on
+        the absolute index, so a streamed prefix and the whole utterance get the same states."""
+        limit = self.embed_token_positions.num_embeddings
+        if n <= limit and self.window is None:
+            return [(0, 0, n)]
+        if self.window is None:
+            raise ValueError(f"{n} tokens exceed the speech tokenizer's maximum of {limit}, and its full attention "
+                             "cannot be read in segments")  # fmt: skip
+        block = self.block or 1
+        context = -(-self.window * len(self.post_layers) // block) * block  # on a block border: blocks stay absolute
+        segment = (limit - context) // block * block
+        if segment < block:
+            raise ValueError(f"speech tokenizer window {self.window} x {len(self.post_layers)} layers leaves no room "
+                             f"in its {limit} positions")  # fmt: skip
+        return [(max(0, a - context), a, min(a + segment, n)) for a in range(0, n, segment)]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         valid = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         ids = input_ids.clamp(min=0)  # padding (-1 or any id under a 0 mask) is masked below
-        if ids.shape[1] > self.embed_token_positions.num_embeddings:
-            raise ValueError(f"{ids.shape[1]} tokens exceed the speech tokenizer's maximum of "
-                             f"{self.embed_token_positions.num_embeddings}")  # fmt: skip
-        hidden = self.project_out(F.embedding(ids, self.codebook.float()))
-        hidden = hidden + self.embed_token_positions(ids.shape[1]).to(hidden.dtype)
-        mask = encoder_attention_mask(valid, self.block, self.window, hidden.dtype)
-        for layer in self.post_layers:
-            hidden = layer(hidden, mask)
-        return self.layer_norm(hidden)
+        dtype = self.layer_norm.weight.dtype
+        codes = self.project_out(F.embedding(ids, self.codebook.to(dtype)))
+        out = []
+        for lo, start, end in self._segments(ids.shape[1]):
+            hidden = codes[:, lo:end] + self.embed_token_positions(end - lo).to(dtype)
+            mask = encoder_attention_mask(valid[:, lo:end], self.block, self.window, dtype)
+            for layer in self.post_layers:
+                hidden = layer(hidden, mask)
+            out.append(hidden[:, start - lo :])
+        return self.layer_norm(torch.cat(out, dim=1))
 
 
 __all__ = ["SpeechDecoderTokenizerStates"]
