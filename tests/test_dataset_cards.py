@@ -15,7 +15,8 @@ def _folder(root, n):
         Dataset.from_dict({"id": [f"{n}-{i}" for i in range(rows)]}).to_parquet(
             str(folder / "data" / f"{split}-00000-of-00001.parquet")
         )
-    stats = {"dialogues": {"train": n, "validation": 1}, "voices": ["v"], "text_user_share": 0.0, "turns_mean": 1}
+    stats = {"dialogues": {"train": n, "validation": 1}, "voices": ["v"], "text_user_share": 0.0, "turns_mean": 1,
+             "dialogues_by_source": {"babi": {"train": n, "validation": 1}}}
     dialogue_card(stats, folder).save(str(folder / "README.md"))
     return folder
 
